@@ -1,0 +1,124 @@
+"""The ``mlinfer`` command: run batch jobs locally, train the bundled models, list models.
+
+mlinfer train                                    # scikit-learn models on the shipped sample -> ./models
+mlinfer run --model kmeans --input events/sample-input.jsonl --output out/kmeans
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from mlinfer.models.registry import MODELS
+
+
+def _print_summary(summary: dict, results_path: Path) -> None:
+    cost, lat, cfg = summary["projected_cost"], summary["batch_latency_ms"], summary["config"]
+    errors = f" {summary['error_types']}" if summary["errors"] else ""
+    lines = [
+        f"{summary['model']} ({summary['mode']}, batch {cfg['batch_size']}, concurrency {cfg['concurrency']}, "
+        f"{cfg['memory_mb']} MB {cfg['architecture']})",
+        f"  items {summary['items']}: {summary['results']} results, {summary['errors']} errors{errors}",
+        f"  {summary['batches']} batches in {summary['wall_time_s']:.2f} s; batch latency p50 {lat['p50']:.1f} ms, "
+        f"p95 {lat['p95']:.1f} ms; {summary['cold_starts']} cold starts; "
+        f"peak memory {summary['peak_memory_mb']:.0f} MB",
+        f"  projected Lambda cost: ${cost['total']:.8f} (${cost['per_1000_items_usd']:.8f} per 1,000 items; "
+        f"{cost['gb_seconds']:.3f} GB-s at ${cost['prices']['gb_second']}/GB-s, {cost['invocations']} requests, "
+        f"{cost['prices']['region']} prices as of {cost['prices']['as_of']})",
+        f"  results: {results_path}",
+    ]
+    print("\n".join(lines))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.target == "aws":
+        print("mlinfer run --target aws needs the batch workflow (statemachine/); not available yet", file=sys.stderr)
+        return 2
+    from mlinfer.local.runner import RunConfig, run_local
+
+    cfg = RunConfig(
+        model=args.model,
+        input=args.input,
+        output=args.output,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        memory_mb=args.memory,
+        architecture=args.arch,
+        mode=args.mode,
+        model_dir=args.model_dir,
+        region=args.region,
+        progress=not args.quiet,
+    )
+    result = run_local(cfg)
+    if args.json:
+        print(json.dumps(result.summary, indent=2))
+    else:
+        _print_summary(result.summary, result.results_path)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mlinfer.data import SAMPLE_PATH
+    from mlinfer.models.sklearn_train import train_and_save
+
+    names = args.models or [n for n, s in MODELS.items() if s.adapter.endswith("SklearnAdapter")]
+    for meta in train_and_save(names, args.data or SAMPLE_PATH, args.out, args.limit).values():
+        extra = f", held-out accuracy {meta['accuracy']}" if "accuracy" in meta else ""
+        print(f"trained {meta['name']} on {meta['train_items']} texts in {meta['train_seconds']} s{extra}")
+    return 0
+
+
+def cmd_models(_: argparse.Namespace) -> int:
+    for spec in MODELS.values():
+        print(f"{spec.name:16} {spec.family:12} {spec.task}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlinfer", description="Batch ML inference on AWS Lambda, and locally.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a batch job (locally by default)")
+    run.add_argument("--model", required=True, choices=sorted(MODELS))
+    run.add_argument("--input", required=True, type=Path, help="JSONL file, one item per line with 'id'")
+    run.add_argument("--output", required=True, type=Path, help="folder for results.jsonl and summary.json")
+    run.add_argument("--batch-size", type=int, default=100)
+    run.add_argument("--concurrency", type=int, default=4)
+    run.add_argument("--memory", type=int, default=1024, help="Lambda memory size in MB (128-10240)")
+    run.add_argument("--arch", choices=["x86_64", "arm64"], default="x86_64")
+    run.add_argument("--mode", choices=["parallel", "monolithic"], default="parallel")
+    run.add_argument("--target", choices=["local", "aws"], default="local")
+    run.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
+    run.add_argument("--model-dir", type=Path, default=None, help="artifact root (default: $MODEL_DIR or ./models)")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
+
+    train = sub.add_parser("train", help="train the scikit-learn models")
+    train.add_argument("--models", nargs="*", choices=sorted(MODELS))
+    train.add_argument("--data", type=Path, help="JSONL(.gz) with 'text' and 'label' (default: shipped sample)")
+    train.add_argument("--out", type=Path, default=Path("models"))
+    train.add_argument("--limit", type=int)
+    train.set_defaults(func=cmd_train)
+
+    models = sub.add_parser("models", help="list the models")
+    models.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "model_dir", None) is None and "MODEL_DIR" not in os.environ and Path("models").is_dir():
+        args.model_dir = Path("models")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"mlinfer: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

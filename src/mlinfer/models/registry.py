@@ -1,0 +1,68 @@
+"""Which models exist, which family adapter serves each, and where its artifact lives.
+
+Adding an algorithm = one :class:`ModelSpec` line here (and an adapter if it is a new family).
+Adapters are imported lazily so that a function imports only its own family's libraries.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlinfer.models.base import ModelAdapter
+from mlinfer.runtime.errors import UnknownModelError
+
+#: Where images put model artifacts (``<MODEL_DIR>/<model name>/``); local runs use ``./models``.
+DEFAULT_MODEL_DIR = "/opt/ml/model"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A deployable model: its name, family adapter (``module:Class``) and training options."""
+
+    name: str
+    family: str
+    adapter: str
+    task: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def adapter_class(self) -> type[ModelAdapter]:
+        module, _, cls = self.adapter.partition(":")
+        return getattr(importlib.import_module(module), cls)
+
+
+_SK = "mlinfer.models.sklearn:SklearnAdapter"
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec("kmeans", "clustering", _SK, "clustering", {"estimator": "kmeans"}),
+        ModelSpec("gmm", "clustering", _SK, "clustering", {"estimator": "gmm"}),
+        ModelSpec("pca", "clustering", _SK, "decomposition", {"estimator": "pca"}),
+        ModelSpec("logreg", "classifiers", _SK, "classification", {"estimator": "logreg"}),
+        ModelSpec("svm", "classifiers", _SK, "classification", {"estimator": "svm"}),
+        ModelSpec("random_forest", "classifiers", _SK, "classification", {"estimator": "random_forest"}),
+    ]
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of ``name``; :class:`UnknownModelError` lists the known names otherwise."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}") from None
+
+
+def model_dir() -> Path:
+    """Root folder of model artifacts: ``MODEL_DIR`` or :data:`DEFAULT_MODEL_DIR`."""
+    return Path(os.environ.get("MODEL_DIR", DEFAULT_MODEL_DIR))
+
+
+def load_model(name: str, root: Path | None = None) -> ModelAdapter:
+    """Load model ``name`` from ``<root>/<name>`` with its family adapter."""
+    spec = get_spec(name)
+    return spec.adapter_class().load((root or model_dir()) / name, name=name)

@@ -1,0 +1,216 @@
+"""The handler wrapper every function uses ("Algorithm 1" of Lambda ML benchmarking).
+
+Per invocation: extract the batch from the event, validate each item, run the model (loaded once per
+execution environment), log and emit metrics, return (or write) one result per item.
+
+    # functions/<family>/app.py
+    from mlinfer.runtime import create_handler
+    handler = create_handler()          # model from MODEL_NAME; loaded now, during INIT
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+from mlinfer.models.base import ModelAdapter
+from mlinfer.models.registry import get_spec, model_dir
+from mlinfer.runtime import metrics as m
+from mlinfer.runtime.errors import InvalidEventError, UnknownModelError
+from mlinfer.runtime.events import BatchRequest, BatchResponse, ItemResult, parse_event
+from mlinfer.runtime.items import ItemInputError, as_mapping, item_id
+from mlinfer.runtime.storage import parse_jsonl_line, read_jsonl_slice, write_jsonl
+from mlinfer.runtime.threads import configure_threads
+
+_IMPORTED_AT = time.perf_counter()
+
+#: Synchronous invocation responses are capped at 6 MB; above this, results go to S3 instead.
+RESPONSE_LIMIT_BYTES = 5_500_000
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", m.NAMESPACE))
+
+
+def architecture() -> str:
+    """``x86_64`` or ``arm64`` as Lambda names them (``MLINFER_ARCHITECTURE`` overrides, for projections)."""
+    arch = os.environ.get("MLINFER_ARCHITECTURE") or platform.machine()
+    return "arm64" if arch in {"aarch64", "arm64"} else "x86_64"
+
+
+class InferenceRuntime:
+    """One model, loaded once, serving batches. Independent of Lambda so the local runner reuses it."""
+
+    def __init__(self, model_name: str | None = None, adapter: ModelAdapter | None = None) -> None:
+        self.model_name = model_name or os.environ.get("MODEL_NAME", "")
+        if not self.model_name:
+            raise UnknownModelError("no model configured: set the MODEL_NAME environment variable")
+        spec = get_spec(self.model_name)
+        adapter_class = spec.adapter_class()  # imports the family's libraries (counted as import time)
+        self.threads = configure_threads()
+        t0 = time.perf_counter()
+        self.adapter = adapter or adapter_class.load(model_dir() / self.model_name, name=self.model_name)
+        self.model_load_ms = (time.perf_counter() - t0) * 1000
+        self.import_ms = (t0 - _IMPORTED_AT) * 1000
+        self.invocations = 0
+
+    # -- one batch ---------------------------------------------------------------------------------
+    def _raw_items(self, request: BatchRequest) -> tuple[list[Any], list[Any]]:
+        """Items and their fallback ids (position, or line number for slices); bad lines become errors."""
+        if request.items is not None:
+            return list(request.items), list(range(len(request.items)))
+        src = request.source
+        assert src is not None
+        lines = read_jsonl_slice(src.uri, src.offset, src.limit, src.byte_start, src.byte_end)
+        items, ids = [], []
+        for line_no, text in lines:
+            try:
+                items.append(parse_jsonl_line(text))
+            except ValueError as exc:
+                items.append(ItemInputError("InvalidJson", f"line {line_no}: {exc}"))
+            ids.append(line_no)
+        return items, ids
+
+    def run_batch(self, request: BatchRequest) -> tuple[list[ItemResult], dict[str, float]]:
+        """Validate and predict; exactly one :class:`ItemResult` per item, in order."""
+        t0 = time.perf_counter()
+        raw, fallback_ids = self._raw_items(request)
+        t1 = time.perf_counter()
+        results: list[ItemResult | None] = [None] * len(raw)
+        ids = [item_id(item, fallback_ids[pos]) for pos, item in enumerate(raw)]
+        valid_pos, inputs = [], []
+        for pos, item in enumerate(raw):
+            try:
+                if isinstance(item, ItemInputError):
+                    raise item
+                inputs.append(self.adapter.validate(as_mapping(item)))
+                valid_pos.append(pos)
+            except ItemInputError as exc:
+                results[pos] = ItemResult.fail(ids[pos], exc.type, str(exc))
+        outputs = self._predict_isolating_failures(inputs)
+        for pos, out in zip(valid_pos, outputs, strict=True):
+            if isinstance(out, ItemInputError):
+                results[pos] = ItemResult.fail(ids[pos], out.type, str(out))
+            else:
+                results[pos] = ItemResult.ok(ids[pos], out)
+        t2 = time.perf_counter()
+        timings = {"read": (t1 - t0) * 1000, "inference": (t2 - t1) * 1000}
+        return [r for r in results if r is not None], timings
+
+    def _predict_isolating_failures(self, inputs: list[Any]) -> list[Any]:
+        """Predict the batch; if it raises, predict item by item so one bad item fails alone.
+
+        A failed item's slot holds an :class:`ItemInputError` instead of a result.
+        """
+        try:
+            outputs = self.adapter.predict(inputs)
+            if len(outputs) != len(inputs):
+                raise RuntimeError(f"adapter returned {len(outputs)} results for {len(inputs)} inputs")
+            return outputs
+        except Exception:
+            logger.exception("batch prediction failed; retrying item by item")
+        outputs = []
+        for one in inputs:
+            try:
+                outputs.append(self.adapter.predict([one])[0])
+            except Exception as exc:
+                outputs.append(ItemInputError("PredictionError", f"{type(exc).__name__}: {exc}"))
+        return outputs
+
+    def handle(self, event: Any, context: Any) -> dict[str, Any]:
+        """Serve one invocation; emits metrics via the module's :data:`metrics`."""
+        cold = self.invocations == 0
+        self.invocations += 1
+        request = parse_event(event)
+        if request.model and request.model != self.model_name:
+            raise UnknownModelError(f"this function serves {self.model_name!r}, not {request.model!r}")
+        results, timings = self.run_batch(request)
+        lines = [r.to_line() for r in results]
+        failed = sum(1 for r in results if r.error is not None)
+
+        response = BatchResponse(
+            model=self.model_name,
+            batch=request.batch,
+            items=len(results),
+            succeeded=len(results) - failed,
+            failed=failed,
+            cold_start=cold,
+            timings_ms={},
+            request_id=getattr(context, "aws_request_id", None),
+        )
+        t0 = time.perf_counter()
+        out_uri = request.output.uri if request.output else None
+        if out_uri is None and len(json.dumps(lines)) > RESPONSE_LIMIT_BYTES:
+            out_uri = self._overflow_uri(request, context)
+        if out_uri:
+            write_jsonl(out_uri, lines)
+            response.results_uri = out_uri
+        else:
+            response.results = lines
+        timings["write"] = (time.perf_counter() - t0) * 1000
+        if cold:
+            timings["model_load"] = self.model_load_ms
+            timings["import"] = self.import_ms
+        response.timings_ms = {k: round(v, 3) for k, v in timings.items()}
+        self._emit_metrics(response, context)
+        logger.info(
+            "batch done",
+            extra={
+                "batch": request.batch,
+                "items": response.items,
+                "failed": failed,
+                "timings_ms": response.timings_ms,
+            },
+        )
+        return response.model_dump(by_alias=True, exclude_none=True)
+
+    def _overflow_uri(self, request: BatchRequest, context: Any) -> str:
+        """Where oversize results go: next to the source slice, or in ``RESULTS_BUCKET``."""
+        rid = getattr(context, "aws_request_id", "local")
+        if request.source is not None:
+            return f"{request.source.uri}.results/{request.source.offset:09d}.jsonl"
+        bucket = os.environ.get("RESULTS_BUCKET")
+        if not bucket:
+            raise InvalidEventError("results exceed the response limit: add 'output' or set RESULTS_BUCKET")
+        return f"s3://{bucket}/results/{self.model_name}/{rid}.jsonl"
+
+    def _emit_metrics(self, response: BatchResponse, context: Any) -> None:
+        memory = str(getattr(context, "memory_limit_in_mb", os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0")))
+        metrics.add_dimension(name="model", value=self.model_name)
+        metrics.add_dimension(name="memory_mb", value=memory)
+        metrics.add_dimension(name="architecture", value=architecture())
+        metrics.add_metric(name=m.BATCH_SIZE, unit=MetricUnit.Count, value=response.items)
+        metrics.add_metric(name=m.ITEMS_PROCESSED, unit=MetricUnit.Count, value=response.succeeded)
+        metrics.add_metric(name=m.ITEM_ERRORS, unit=MetricUnit.Count, value=response.failed)
+        t = response.timings_ms
+        metrics.add_metric(name=m.INFERENCE_TIME, unit=MetricUnit.Milliseconds, value=t["inference"])
+        metrics.add_metric(name=m.READ_TIME, unit=MetricUnit.Milliseconds, value=t["read"])
+        metrics.add_metric(name=m.WRITE_TIME, unit=MetricUnit.Milliseconds, value=t["write"])
+        if response.cold_start:
+            metrics.add_metric(name=m.MODEL_LOAD_TIME, unit=MetricUnit.Milliseconds, value=t["model_load"])
+            metrics.add_metric(name=m.IMPORT_TIME, unit=MetricUnit.Milliseconds, value=t["import"])
+        metrics.add_metadata(key="request_id", value=response.request_id or "")
+        metrics.add_metadata(key="batch", value=response.batch)
+        metrics.add_metadata(key="threads", value=self.threads)
+
+
+def create_handler(model_name: str | None = None, adapter: ModelAdapter | None = None) -> Callable[..., Any]:
+    """Load the model now (module scope = once per execution environment) and return the Lambda handler."""
+    runtime = InferenceRuntime(model_name, adapter)
+
+    @logger.inject_lambda_context(log_event=False)
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics(capture_cold_start_metric=True)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        logger.append_keys(model=runtime.model_name)
+        return runtime.handle(event, context)
+
+    handler.runtime = runtime  # type: ignore[attr-defined]
+    return handler

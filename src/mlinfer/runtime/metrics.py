@@ -1,0 +1,14 @@
+"""Metric names and dimensions: one place, shared by the functions and the cost tooling."""
+
+NAMESPACE = "MLInference"
+
+ITEMS_PROCESSED = "ItemsProcessed"
+ITEM_ERRORS = "ItemErrors"
+BATCH_SIZE = "BatchSize"
+MODEL_LOAD_TIME = "ModelLoadTime"
+IMPORT_TIME = "ImportTime"
+INFERENCE_TIME = "InferenceTime"
+READ_TIME = "ReadTime"
+WRITE_TIME = "WriteTime"
+
+DIMENSIONS = ("model", "memory_mb", "architecture")
