@@ -6,6 +6,7 @@ The cores the OS shows are not the share the function gets, so thread pools foll
 
 from __future__ import annotations
 
+import math
 import os
 
 MB_PER_VCPU = 1769
@@ -13,8 +14,13 @@ MAX_VCPUS = 6
 
 
 def lambda_vcpus(memory_mb: int) -> float:
-    """The vCPU share Lambda gives a function of ``memory_mb`` (fractional below 1,769 MB)."""
+    """The CPU share Lambda gives a function of ``memory_mb``, in vCPUs (linear: 1.0 at 1,769 MB)."""
     return min(float(MAX_VCPUS), memory_mb / MB_PER_VCPU)
+
+
+def lambda_cores(memory_mb: int) -> int:
+    """Cores the function sees: enough to hold its share (1 up to 1,769 MB, 6 at 10,240 MB)."""
+    return min(MAX_VCPUS, math.ceil(memory_mb / MB_PER_VCPU))
 
 
 def available_cpus() -> int:

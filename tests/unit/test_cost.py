@@ -1,0 +1,56 @@
+"""Cost arithmetic against values computed by hand."""
+
+import pytest
+
+from mlinfer.cost import billed_ms, gb_seconds, lambda_cost, load_prices, project_lambda_cost, tiered_cost
+
+
+def test_billing_rounds_up_to_the_millisecond():
+    assert billed_ms(100.0) == 100
+    assert billed_ms(100.01) == 101
+    assert billed_ms(0.2) == 1
+
+
+def test_gb_seconds():
+    # 1,000 ms at 1,024 MB = 1 GB-s; 1,500 ms at 1,769 MB = 1.5 * 1769/1024 = 2.59130859375 GB-s
+    assert gb_seconds(1000, 1024) == 1.0
+    assert gb_seconds(1500, 1769) == pytest.approx(2.59130859375)
+
+
+def test_hand_computed_lambda_cost_x86():
+    # 10 invocations of 2,000 ms at 2,048 MB: 10 * 2 s * 2 GB = 40 GB-s
+    # compute 40 * 0.0000166667 = 0.000666668; requests 10 * 0.0000002 = 0.000002
+    cost = lambda_cost([2000] * 10, memory_mb=2048, architecture="x86_64")
+    assert cost.gb_seconds == 40.0
+    assert cost.compute == pytest.approx(0.000666668)
+    assert cost.requests == pytest.approx(0.000002)
+    assert cost.total == pytest.approx(0.000668668)
+
+
+def test_hand_computed_lambda_cost_arm64():
+    # 1 invocation, 512 MB, 10,000 ms -> 5 GB-s * 0.0000133334 = 0.000066667 + 0.0000002
+    cost = lambda_cost([10_000], memory_mb=512, architecture="arm64")
+    assert cost.total == pytest.approx(0.000066667 + 0.0000002)
+
+
+def test_projection_bills_init_without_a_request():
+    # durations 99.2 -> 100 ms and 200.0 -> 200 ms; one INIT of 799.1 -> 800 ms; 1,024 MB
+    # 1,100 ms * 1 GB = 1.1 GB-s -> 1.1 * 0.0000166667 = 0.00001833337; 2 requests = 0.0000004
+    cost = project_lambda_cost([99.2, 200.0], memory_mb=1024, init_ms=[799.1])
+    assert cost.billed_ms == 1100 and cost.invocations == 2
+    assert cost.total == pytest.approx(0.00001833337 + 0.0000004)
+
+
+def test_volume_tiers():
+    tiers = [(10.0, 2.0), (5.0, 1.0), (None, 0.5)]
+    assert tiered_cost(12, tiers) == 10 * 2 + 2 * 1
+    assert tiered_cost(10, tiers, already_used=8) == 2 * 2 + 5 * 1 + 3 * 0.5
+
+
+def test_regions_and_errors():
+    assert load_prices("eu-west-1").gb_second("x86_64") == load_prices("us-east-1").gb_second("x86_64")
+    assert load_prices("eu-central-1").table["s3"]["put_request"] == 5.4e-6
+    with pytest.raises(ValueError, match="known"):
+        load_prices("mars-1")
+    with pytest.raises(ValueError, match="architecture"):
+        lambda_cost([1], 128, architecture="sparc")
