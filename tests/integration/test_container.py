@@ -1,0 +1,79 @@
+"""Real images: `sam build` every function, then `sam local invoke` each with its event.
+
+Needs Docker and a Lambda-compatible base image: ``LAMBDA_BASE_IMAGE`` names one, or the
+``lambda-base-image`` tool (../shared/tools) builds one offline. Skipped, with the reason, elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mlinfer.models.registry import MODELS
+
+from .test_template import ROOT, load_template, sam_cli
+
+pytestmark = [pytest.mark.container, pytest.mark.slow]
+BASE_TOOL = ROOT.parent / "shared" / "tools" / "lambda-base-image"
+ENV = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def base_image() -> str:
+    if os.environ.get("LAMBDA_BASE_IMAGE"):
+        return os.environ["LAMBDA_BASE_IMAGE"]
+    if BASE_TOOL.exists():
+        proc = subprocess.run([str(BASE_TOOL)], capture_output=True, text=True, timeout=900)
+        if proc.returncode == 0 and proc.stdout.strip():
+            return proc.stdout.strip().splitlines()[-1]
+        pytest.skip(f"lambda-base-image failed: {proc.stderr.strip()[-300:]}")
+    pytest.skip("no Lambda base image: set LAMBDA_BASE_IMAGE or provide ../shared/tools/lambda-base-image")
+
+
+@pytest.fixture(scope="module")
+def built_template() -> Path:
+    sam = sam_cli()
+    if sam is None:
+        pytest.skip("AWS SAM CLI not installed (make install puts it in .venv-sam)")
+    if shutil.which("docker") is None:
+        pytest.skip("docker not installed")
+    image = base_image()
+    local = ROOT / "template.local.yaml"
+    local.write_text((ROOT / "template.yaml").read_text().replace("public.ecr.aws/lambda/python:3.12", image))
+    build_dir = ROOT / ".aws-sam" / "local-build"
+    proc = subprocess.run(
+        [sam, "build", "--template-file", str(local), "--build-dir", str(build_dir)],
+        cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=1800,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return build_dir / "template.yaml"
+
+
+def functions_by_model() -> dict[str, str]:
+    resources = load_template()["Resources"]
+    return {
+        res["Properties"]["Environment"]["Variables"]["MODEL_NAME"]: logical_id
+        for logical_id, res in resources.items()
+        if res["Type"] == "AWS::Serverless::Function"
+    }
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_function_answers_its_event(model, built_template):
+    function = functions_by_model()[model]
+    event = ROOT / "events" / f"{model}.json"
+    proc = subprocess.run(
+        [sam_cli(), "local", "invoke", function, "--event", str(event), "--template", str(built_template)],
+        cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    response = json.loads(proc.stdout.strip().splitlines()[-1])
+    items = json.loads(event.read_text())["items"]
+    assert response["model"] == model and response["items"] == len(items)
+    assert [r["id"] for r in response["results"]] == [i["id"] for i in items]
+    assert response["failed"] == sum(1 for i in items if not i["text"].strip())
+    assert "REPORT RequestId" in proc.stderr and '"ItemsProcessed"' in proc.stderr  # platform line and EMF
