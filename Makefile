@@ -1,0 +1,64 @@
+# Commands a user types; `make help` lists them. CI runs `make test` (see .ci/run).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_CLI_VERSION := 1.170.0
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: help install models demo test test-unit lint build build-local invoke clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed $(SAM_VENV)/.installed ## Create .venv (project + dev tools) and .venv-sam (AWS SAM CLI)
+
+$(VENV)/.installed: requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $@
+
+models: $(VENV)/.installed ## Train the six scikit-learn models on the shipped sample into ./models
+	$(BIN)/mlinfer train --out models
+
+demo: models ## Run a whole batch job locally on the shipped sample, then a file of bad lines
+	$(BIN)/mlinfer run --model logreg --input events/sample-input.jsonl --output out/demo-logreg --batch-size 50 --concurrency 2
+	$(BIN)/mlinfer run --model kmeans --input events/sample-input.jsonl --output out/demo-kmeans --mode monolithic
+	$(BIN)/mlinfer run --model random_forest --input events/bad-input.jsonl --output out/demo-bad --quiet
+	@echo "results: out/demo-*/results.jsonl, summaries: out/demo-*/summary.json"
+
+lint: install ## ruff, cfn-lint and sam validate --lint
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/cfn-lint template.yaml
+	$(SAM) validate --lint
+
+test: install ## Lint, then every test (the container tests build images when Docker is available)
+	$(MAKE) lint
+	$(BIN)/python -m pytest
+
+test-unit: $(VENV)/.installed ## Unit tests only (no Docker)
+	$(BIN)/python -m pytest tests/unit
+
+build: install ## sam build with the AWS base images (needs public.ecr.aws)
+	$(SAM) build
+
+build-local: install ## sam build with a local Lambda-compatible base image (LAMBDA_BASE_IMAGE)
+	sed 's#public.ecr.aws/lambda/python:3.12#$(or $(LAMBDA_BASE_IMAGE),local/lambda-python:3.11)#' template.yaml > template.local.yaml
+	$(SAM) build --template-file template.local.yaml --build-dir .aws-sam/local-build
+
+invoke: ## sam local invoke FUNCTION=KMeansFunction EVENT=events/kmeans.json (after build or build-local)
+	$(SAM) local invoke $(or $(FUNCTION),KMeansFunction) --event $(or $(EVENT),events/kmeans.json) \
+	  $(if $(wildcard .aws-sam/local-build/template.yaml),--template .aws-sam/local-build/template.yaml,)
+
+clean: ## Remove build outputs, trained models and run outputs
+	rm -rf .aws-sam template.local.yaml models out .pytest_cache .ruff_cache
