@@ -15,20 +15,25 @@ from pathlib import Path
 from mlinfer.models.registry import MODELS
 
 
-def _print_summary(summary: dict, results_path: Path) -> None:
-    cost, lat, cfg = summary["projected_cost"], summary["batch_latency_ms"], summary["config"]
+def _print_summary(summary: dict) -> None:
+    cost, lat, cfg = summary["cost"], summary["batch_latency_ms"], summary["config"]
+    lam, sfn = cost["lambda"], cost["stepfunctions"]
     errors = f" {summary['error_types']}" if summary["errors"] else ""
+    peak = f"; peak memory {summary['peak_memory_mb']:.0f} MB" if summary.get("peak_memory_mb") else ""
     lines = [
         f"{summary['model']} ({summary['mode']}, batch {cfg['batch_size']}, concurrency {cfg['concurrency']}, "
-        f"{cfg['memory_mb']} MB {cfg['architecture']})",
+        f"{cfg['memory_mb']} MB {cfg['architecture']}): {summary['status']}",
         f"  items {summary['items']}: {summary['results']} results, {summary['errors']} errors{errors}",
-        f"  {summary['batches']} batches in {summary['wall_time_s']:.2f} s; batch latency p50 {lat['p50']:.1f} ms, "
-        f"p95 {lat['p95']:.1f} ms; {summary['cold_starts']} cold starts; "
-        f"peak memory {summary['peak_memory_mb']:.0f} MB",
-        f"  projected Lambda cost: ${cost['total']:.8f} (${cost['per_1000_items_usd']:.8f} per 1,000 items; "
-        f"{cost['gb_seconds']:.3f} GB-s at ${cost['prices']['gb_second']}/GB-s, {cost['invocations']} requests, "
-        f"{cost['prices']['region']} prices as of {cost['prices']['as_of']})",
-        f"  results: {results_path}",
+        f"  {summary['batches']} batches ({summary['failed_batches']} failed) in {summary['wall_time_s']:.2f} s; "
+        f"batch latency p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms; {summary['cold_starts']} cold starts{peak}",
+        f"  cost ({cost['label']}): ${cost['total_usd']:.6f}, ${cost['per_1000_items_usd']:.6f} per 1,000 items",
+        f"    Lambda ${lam['total']:.6f}: {lam['gb_seconds']:.3f} GB-s at ${lam['prices']['gb_second']}/GB-s + "
+        f"{lam['invocations']} requests",
+        f"    Step Functions ${sfn['total']:.6f}: {sfn['transitions']} transitions, "
+        f"{sfn['express_requests']} Express child executions ({lam['prices']['region']}, prices as of "
+        f"{lam['prices']['as_of']})",
+        f"  results: {summary['files']['results']}",
+        f"  summary: {summary['files']['summary']}",
     ]
     print("\n".join(lines))
 
@@ -56,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.summary, indent=2))
     else:
-        _print_summary(result.summary, result.results_path)
+        _print_summary(result.summary)
     return 0
 
 

@@ -91,7 +91,8 @@ def test_source_slice_local_file_with_bad_lines(handler, lambda_context, tmp_pat
     src = tmp_path / "in.jsonl"
     src.write_text('{"id": "a", "text": "happy"}\nnot json\n{"id": "c", "text": "sad"}\n\n{"id": "e", "text": "ok"}\n')
     resp = handler({"source": {"uri": str(src), "offset": 1, "limit": 3}}, lambda_context)
-    assert [r["id"] for r in resp["results"]] == [1, "c", 3]
+    assert [r["id"] for r in resp["results"]] == [None, "c", None]
+    assert [r.get("line") for r in resp["results"]] == [1, None, 3]  # lines without an id name their line
     assert resp["results"][0]["error"]["type"] == "InvalidJson"
     assert resp["results"][2]["error"]["type"] == "InvalidJson"  # blank line
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlinfer.cli import main
-from mlinfer.local.runner import RunConfig, read_input, run_local
+from mlinfer.local.runner import RunConfig, run_local
 
 
 @pytest.fixture()
@@ -60,9 +60,13 @@ def test_parallel_run_accounts_for_every_line(input_file, model_root, tmp_path):
     assert s["batches"] == 6 and s["failed_batches"] == 0
     assert s["cold_starts"] >= 1 and s["peak_memory_mb"] > 0
     assert s["batch_latency_ms"]["p50"] > 0 and s["batch_latency_ms"]["p95"] >= s["batch_latency_ms"]["p50"]
-    cost = s["projected_cost"]
-    assert cost["invocations"] == 6 and cost["total"] > 0 and cost["prices"]["region"] == "us-east-1"
+    cost = s["cost"]
+    assert cost["lambda"]["invocations"] == 6 and cost["lambda"]["prices"]["region"] == "us-east-1"
+    assert cost["total_usd"] == cost["lambda"]["total"] + cost["stepfunctions"]["total"] > 0
+    assert cost["stepfunctions"]["express_requests"] == 6  # one Express child per batch
     assert "projection" in cost["label"]
+    assert s["status"] == "SUCCEEDED" and s["failed_batches"] == 0
+    assert sorted(p.name for p in (tmp_path / "out" / "batches").iterdir())[:2] == ["000000.jsonl", "000000.meta.json"]
     assert json.loads(result.summary_path.read_text()) == s
     reports = [
         x
@@ -86,11 +90,10 @@ def test_monolithic_gives_the_same_results(input_file, model_root, tmp_path):
     )
     assert read_lines(par.results_path) == read_lines(mono.results_path)
     assert mono.summary["cold_starts"] == 1 and mono.summary["config"]["concurrency"] == 1
-
-
-def test_read_input_classifies_lines(input_file):
-    lines = read_input(input_file)
-    assert sum(1 for ln in lines if ln.error) == 4  # the other two bad items are caught by the function
+    assert mono.summary["cost"]["lambda"]["invocations"] == 1  # one invocation took every batch
+    assert {k: v for k, v in mono.summary.items() if k in ("items", "results", "errors", "error_types", "batches")} == {
+        k: v for k, v in par.summary.items() if k in ("items", "results", "errors", "error_types", "batches")
+    }
 
 
 def test_cli_run_prints_summary(input_file, model_root, tmp_path, capsys):
@@ -99,13 +102,16 @@ def test_cli_run_prints_summary(input_file, model_root, tmp_path, capsys):
                  "--model-dir", str(model_root), "--quiet"])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
-    assert "236: 230 results, 6 errors" in out and "projected Lambda cost" in out and "1769 MB arm64" in out
+    assert "236: 230 results, 6 errors" in out and "Step Functions $" in out and "1769 MB arm64" in out
 
 
-def test_cli_errors_are_clear(input_file, tmp_path, capsys):
+def test_cli_errors_are_clear(input_file, model_root, tmp_path, capsys):
     assert main(["run", "--model", "svm", "--input", str(input_file), "--output", str(tmp_path / "x"),
                  "--batch-size", "0", "--quiet"]) == 2  # fmt: skip
     assert "batch size must be at least 1" in capsys.readouterr().err
     assert main(["run", "--model", "svm", "--input", str(tmp_path / "missing.jsonl"), "--output", str(tmp_path / "x"),
                  "--model-dir", str(tmp_path), "--quiet"]) == 2  # fmt: skip
     assert "no trained model" in capsys.readouterr().err
+    assert main(["run", "--model", "svm", "--input", str(tmp_path / "missing.jsonl"), "--output", str(tmp_path / "x"),
+                 "--model-dir", str(model_root), "--quiet"]) == 2  # fmt: skip
+    assert "input file not found" in capsys.readouterr().err

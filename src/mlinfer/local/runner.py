@@ -1,22 +1,21 @@
-"""The local runner: a whole batch job on this machine with the same handler code as the images.
+"""The local runner: a whole batch job on this machine, with the same code path as the AWS workflow.
 
-Input lines are cut into batches; ``parallel`` mode runs them on up to ``concurrency`` worker processes
-(each a fresh interpreter that loads the model once, like a Lambda execution environment), ``monolithic``
-on one worker in sequence. Each worker writes Lambda-style ``START``/``END``/``REPORT`` lines and the
-functions' EMF metrics to ``DIR/logs/``, so the cost tooling reads local and AWS logs alike.
+The input is planned into batches exactly as the workflow's Plan step does; ``parallel`` mode runs the
+batches on up to ``concurrency`` worker processes (each a fresh interpreter that loads the model once,
+like a Lambda execution environment), ``monolithic`` runs the workflow's cursor loop on one worker; the
+workflow's summariser then writes ``results.jsonl`` and ``summary.json``. Workers write Lambda-style
+``START``/``END``/``REPORT`` lines and the functions' EMF metrics to ``DIR/logs/``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import resource
-import statistics
 import sys
 import time
-from collections import Counter
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -24,8 +23,12 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal
 
-from mlinfer.cost.pricing import billed_ms, project_lambda_cost
+from mlinfer.cost.pricing import billed_ms
 from mlinfer.local.context import LocalContext
+from mlinfer.runtime.storage import read_bytes, write_bytes
+from mlinfer.workflow.layout import RunLayout
+from mlinfer.workflow.plan import RunRequest, make_plan
+from mlinfer.workflow.summary import summarize_run
 
 Mode = Literal["parallel", "monolithic"]
 
@@ -44,6 +47,7 @@ class RunConfig:
     mode: Mode = "parallel"
     model_dir: Path | None = None
     region: str = "us-east-1"
+    timeout_s: float = 900.0
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -57,43 +61,6 @@ class RunConfig:
             raise ValueError("architecture must be x86_64 or arm64")
         if self.mode not in ("parallel", "monolithic"):
             raise ValueError("mode must be parallel or monolithic")
-
-
-@dataclass
-class InputLine:
-    """One input line: the parsed item, or why it cannot be sent."""
-
-    line: int
-    item: dict[str, Any] | None = None
-    error: dict[str, str] | None = None
-    id: Any = None
-
-
-def read_input(path: Path) -> list[InputLine]:
-    """Parse every line; a line that is not a JSON object with an ``id`` is kept as an error."""
-    out = []
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for n, raw in enumerate(fh):
-            text = raw.rstrip("\n")
-            try:
-                obj = json.loads(text)
-            except ValueError as exc:
-                out.append(InputLine(n, error={"type": "InvalidJson", "message": f"line {n}: {exc}"}))
-                continue
-            if not isinstance(obj, dict):
-                msg = f"line {n}: expected a JSON object, got {type(obj).__name__}"
-                out.append(InputLine(n, error={"type": "InvalidItem", "message": msg}))
-            elif "id" not in obj:
-                out.append(InputLine(n, error={"type": "MissingId", "message": f"line {n}: no 'id' field"}))
-            else:
-                out.append(InputLine(n, item=obj, id=obj["id"]))
-    return out
-
-
-def make_batches(lines: list[InputLine], batch_size: int) -> list[list[InputLine]]:
-    """Consecutive batches of the sendable lines, in input order."""
-    valid = [ln for ln in lines if ln.item is not None]
-    return [valid[i : i + batch_size] for i in range(0, len(valid), batch_size)]
 
 
 # --- worker process (one "execution environment") -------------------------------------------------------
@@ -122,20 +89,21 @@ def _worker_init(model: str, model_dir: str | None, memory_mb: int, architecture
     _WORKER.update(handler=handler, log=log, init_ms=(time.perf_counter() - t0) * 1000, cold=True, memory=memory_mb)
 
 
-def _worker_invoke(index: int, items: list[dict[str, Any]]) -> dict[str, Any]:
-    """One invocation: the handler on one batch, framed by Lambda-style platform log lines."""
-    ctx = LocalContext(function_name=f"mlinfer-{os.environ['MODEL_NAME']}", memory_limit_in_mb=_WORKER["memory"])
-    log: io.TextIOBase = _WORKER["log"]
+def _worker_invoke(event: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """One invocation of the handler, framed by Lambda-style platform log lines."""
+    ctx = LocalContext(
+        function_name=f"mlinfer-{os.environ['MODEL_NAME']}", memory_limit_in_mb=_WORKER["memory"], timeout_s=timeout_s
+    )
+    log = _WORKER["log"]
     cold, _WORKER["cold"] = _WORKER["cold"], False
     log.write(f"START RequestId: {ctx.aws_request_id} Version: $LATEST\n")
     t0 = time.perf_counter()
-    error = None
-    response: dict[str, Any] = {}
+    error, response = None, {}
     with contextlib.redirect_stdout(log):
         try:
-            response = _WORKER["handler"]({"items": items, "batch": index}, ctx)
-        except Exception as exc:  # a failed invocation; its items are reported as errors
-            error = f"{type(exc).__name__}: {exc}"
+            response = _WORKER["handler"](event, ctx)
+        except Exception as exc:  # a failed invocation: recorded like the workflow's Catch does
+            error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
     duration = (time.perf_counter() - t0) * 1000
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     init = f"\tInit Duration: {_WORKER['init_ms']:.2f} ms" if cold else ""
@@ -146,15 +114,13 @@ def _worker_invoke(index: int, items: list[dict[str, Any]]) -> dict[str, Any]:
         f"\tMax Memory Used: {rss_mb:.0f} MB{init}\t\n"
     )
     return {
-        "batch": index,
+        "event": event,
         "response": response,
         "error": error,
         "duration_ms": duration,
-        "cold": cold,
         "init_ms": _WORKER["init_ms"] if cold else None,
         "max_rss_mb": rss_mb,
         "request_id": ctx.aws_request_id,
-        "worker": os.getpid(),
     }
 
 
@@ -171,38 +137,25 @@ class RunResult:
     invocations: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
+def _pool(cfg: RunConfig, workers: int, log_dir: Path) -> ProcessPoolExecutor:
+    init_args = (cfg.model, str(cfg.model_dir), cfg.memory_mb, cfg.architecture, str(log_dir))
+    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=init_args)
 
 
-def _progress(total: int, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="batch", disable=not enabled, file=sys.stderr, leave=False)
-
-
-def _run_batches(cfg: RunConfig, batches: list[list[InputLine]], log_dir: Path) -> Iterator[dict[str, Any]]:
-    workers = 1 if cfg.mode == "monolithic" else max(1, min(cfg.concurrency, len(batches)))
-    init_args = (
-        cfg.model,
-        str(cfg.model_dir) if cfg.model_dir else None,
-        cfg.memory_mb,
-        cfg.architecture,
-        str(log_dir),
-    )
-    with ProcessPoolExecutor(
-        workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=init_args
-    ) as pool:
+def _run_parallel(cfg: RunConfig, entries: list[dict[str, Any]], log_dir: Path) -> Iterator[dict[str, Any]]:
+    """Batches on up to ``concurrency`` workers; at most two queued per worker (bounded memory)."""
+    workers = max(1, min(cfg.concurrency, len(entries)))
+    with _pool(cfg, workers, log_dir) as pool:
+        queue = iter(entries)
         pending: set[Future] = set()
-        queue = iter(enumerate(batches))
-        # Submit no more than the workers can take, so the bound on concurrency is also a bound on memory.
-        for index, batch in queue:
-            pending.add(pool.submit(_worker_invoke, index, [ln.item for ln in batch]))
-            if len(pending) >= workers * 2:
+
+        def submit(entry: dict[str, Any]) -> None:
+            event = {"source": entry["source"], "output": entry["output"], "batch": entry["index"]}
+            pending.add(pool.submit(_worker_invoke, event, cfg.timeout_s))
+
+        for entry in queue:
+            submit(entry)
+            if len(pending) >= 2 * workers:
                 break
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -210,97 +163,75 @@ def _run_batches(cfg: RunConfig, batches: list[list[InputLine]], log_dir: Path) 
                 yield fut.result()
                 nxt = next(queue, None)
                 if nxt is not None:
-                    pending.add(pool.submit(_worker_invoke, nxt[0], [ln.item for ln in nxt[1]]))
+                    submit(nxt)
+
+
+def _run_monolithic(cfg: RunConfig, plan_uri: str, log_dir: Path) -> Iterator[dict[str, Any]]:
+    """The workflow's monolithic loop: invoke with a cursor until the function reports it is done."""
+    with _pool(cfg, 1, log_dir) as pool:
+        cursor = 0
+        while True:
+            inv = pool.submit(_worker_invoke, {"plan": {"uri": plan_uri}, "cursor": cursor}, cfg.timeout_s).result()
+            yield inv
+            if inv["error"] or inv["response"]["done"]:
+                return
+            cursor = inv["response"]["cursor"]
 
 
 def run_local(cfg: RunConfig) -> RunResult:
     """Run the whole job; write ``results.jsonl`` (one line per input line, in order) and ``summary.json``."""
+    from tqdm import tqdm
+
     from mlinfer.models.registry import get_spec, model_dir
 
     get_spec(cfg.model)  # unknown model: fail before starting workers
-    artifact_root = cfg.model_dir or model_dir()
-    if not (artifact_root / cfg.model).is_dir():
+    cfg.model_dir = cfg.model_dir or model_dir()
+    if not (cfg.model_dir / cfg.model).is_dir():
         raise FileNotFoundError(
-            f"no trained model at {artifact_root / cfg.model}; train it first: mlinfer train --models {cfg.model}"
+            f"no trained model at {cfg.model_dir / cfg.model}; train it first: mlinfer train --models {cfg.model}"
         )
-    cfg.model_dir = artifact_root
-    lines = read_input(cfg.input)
-    batches = make_batches(lines, cfg.batch_size)
+    if not cfg.input.is_file():
+        raise FileNotFoundError(f"input file not found: {cfg.input}")
     cfg.output.mkdir(parents=True, exist_ok=True)
     log_dir = cfg.output / "logs"
     log_dir.mkdir(exist_ok=True)
-
-    outputs: dict[int, dict[str, Any]] = {
-        ln.line: {"id": ln.id, "line": ln.line, "error": ln.error} for ln in lines if ln.error
-    }
-    invocations: list[dict[str, Any]] = []
+    request = RunRequest(
+        model=cfg.model,
+        input=str(cfg.input.resolve()),
+        output=str(cfg.output.resolve()) + "/",
+        batch_size=cfg.batch_size,
+        max_concurrency=min(cfg.concurrency, 10_000),
+        mode=cfg.mode,
+        tolerated_failure_percentage=100,
+    )
     t0 = time.perf_counter()
-    with _progress(len(batches), cfg.progress) as bar:
-        for inv in _run_batches(cfg, batches, log_dir):
-            batch = batches[inv["batch"]]
-            if inv["error"]:
-                for ln in batch:
-                    outputs[ln.line] = {"id": ln.id, "error": {"type": "BatchFailed", "message": inv["error"]}}
-            else:
-                for ln, res in zip(batch, inv["response"]["results"], strict=True):
-                    outputs[ln.line] = res
-            invocations.append({k: v for k, v in inv.items() if k != "response"})
-            bar.update(1)
+    run = make_plan(request, run_id=f"local-{uuid.uuid4().hex[:8]}")
+    entries = json.loads(read_bytes(run["planUri"]))
+    layout = RunLayout(run["prefix"])
+    invocations: list[dict[str, Any]] = []
+    with tqdm(total=len(entries), unit="batch", disable=not cfg.progress, file=sys.stderr, leave=False) as bar:
+        if cfg.mode == "parallel":
+            stream = _run_parallel(cfg, entries, log_dir)
+        else:
+            stream = _run_monolithic(cfg, run["planUri"], log_dir)
+        for inv in stream:
+            invocations.append(inv)
+            if inv["error"] and "batch" in inv["event"]:
+                record = {"Error": inv["error"]["errorType"], "Cause": json.dumps(inv["error"])}
+                write_bytes(layout.batch_error(inv["event"]["batch"]), json.dumps(record).encode())
+            bar.update(inv["response"].get("batches", 1) if not inv["error"] else 1)
     wall_s = time.perf_counter() - t0
 
-    results_path = cfg.output / "results.jsonl"
-    with results_path.open("w", encoding="utf-8") as fh:
-        for ln in lines:
-            fh.write(json.dumps(outputs[ln.line], ensure_ascii=False) + "\n")
-
-    summary = _summarise(cfg, lines, outputs, batches, invocations, wall_s)
-    summary_path = cfg.output / "summary.json"
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-    return RunResult(summary, results_path, summary_path, invocations)
-
-
-def _summarise(
-    cfg: RunConfig,
-    lines: list[InputLine],
-    outputs: dict[int, dict[str, Any]],
-    batches: list[list[InputLine]],
-    invocations: list[dict[str, Any]],
-    wall_s: float,
-) -> dict[str, Any]:
-    errors = Counter(o["error"]["type"] for o in outputs.values() if o.get("error"))
-    durations = sorted(inv["duration_ms"] for inv in invocations)
-    inits = [inv["init_ms"] for inv in invocations if inv["cold"]]
-    cost = project_lambda_cost(durations, cfg.memory_mb, cfg.architecture, init_ms=inits, region=cfg.region)
-    n_results = sum(1 for o in outputs.values() if "result" in o)
-    return {
-        "model": cfg.model,
-        "mode": cfg.mode,
-        "input": str(cfg.input),
-        "config": {
-            "batch_size": cfg.batch_size,
-            "concurrency": 1 if cfg.mode == "monolithic" else cfg.concurrency,
-            "memory_mb": cfg.memory_mb,
-            "architecture": cfg.architecture,
-            "region": cfg.region,
-        },
-        "items": len(lines),
-        "results": n_results,
-        "errors": sum(errors.values()),
-        "error_types": dict(errors),
-        "batches": len(batches),
-        "failed_batches": sum(1 for inv in invocations if inv["error"]),
-        "wall_time_s": round(wall_s, 3),
-        "batch_latency_ms": {
-            "p50": round(_percentile(durations, 50), 2),
-            "p95": round(_percentile(durations, 95), 2),
-            "max": round(max(durations, default=0.0), 2),
-        },
-        "cold_starts": len(inits),
-        "init_ms": {"median": round(statistics.median(inits), 2) if inits else 0.0},
-        "peak_memory_mb": round(max((inv["max_rss_mb"] for inv in invocations), default=0.0), 1),
-        "projected_cost": {
-            "label": "projection: durations measured on this machine, priced as Lambda invocations",
-            **cost.to_dict(),
-            "per_1000_items_usd": cost.per_item(len(lines)) * 1000,
-        },
-    }
+    summary = summarize_run(
+        run,
+        region=cfg.region,
+        durations_ms=[inv["duration_ms"] for inv in invocations],
+        init_ms=[inv["init_ms"] for inv in invocations if inv["init_ms"] is not None],
+        peak_memory_mb=round(max((inv["max_rss_mb"] for inv in invocations), default=0.0), 1),
+        wall_time_s=wall_s,
+        memory_mb=cfg.memory_mb,
+        architecture=cfg.architecture,
+    )
+    summary["cost"]["label"] = "projection: durations measured on this machine, priced as Lambda and Step Functions"
+    write_bytes(layout.summary, (json.dumps(summary, indent=2) + "\n").encode())
+    return RunResult(summary, Path(layout.results), Path(layout.summary), invocations)

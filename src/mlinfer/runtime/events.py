@@ -5,6 +5,8 @@ Accepted event shapes (see :func:`parse_event`):
 * direct / ``sam local invoke``: ``{"items": [...]}``
 * Step Functions Distributed Map with ItemBatcher: ``{"Items": [...], "BatchInput": {...}}``
 * a slice of an S3 (or local) JSONL object: ``{"source": {"uri": "s3://b/k.jsonl", "offset": 0, "limit": 100}}``
+* the monolithic loop: ``{"plan": {"uri": "s3://b/runs/x/plan.json"}, "cursor": 0}`` runs the plan's batches in
+  sequence from ``cursor`` while time remains and returns the next cursor
 
 Any of them may add ``"output": {"uri": "s3://b/prefix/batch-000001.jsonl"}`` to have the results
 written there instead of returned, and ``"batch"`` (an index used in logs and result keys).
@@ -43,6 +45,14 @@ class OutputRef(BaseModel):
     uri: str = Field(min_length=1)
 
 
+class PlanRef(BaseModel):
+    """A run plan (JSON array of batch entries, see :mod:`mlinfer.workflow.plan`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uri: str = Field(min_length=1)
+
+
 class BatchRequest(BaseModel):
     """The normalised request every event shape is turned into."""
 
@@ -50,6 +60,8 @@ class BatchRequest(BaseModel):
 
     items: list[Any] | None = None
     source: SourceRef | None = None
+    plan: PlanRef | None = None
+    cursor: int = Field(default=0, ge=0)
     output: OutputRef | None = None
     batch: int | None = None
     model: str | None = None
@@ -57,8 +69,10 @@ class BatchRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_input(self) -> BatchRequest:
-        if (self.items is None) == (self.source is None):
-            raise ValueError("give exactly one of 'items' (a list) or 'source' (a JSONL slice reference)")
+        if sum(x is not None for x in (self.items, self.source, self.plan)) != 1:
+            raise ValueError(
+                "give exactly one of 'items' (a list), 'source' (a JSONL slice reference) or 'plan' (a run plan)"
+            )
         return self
 
 
@@ -107,19 +121,23 @@ class ItemResult(BaseModel):
     id: Any
     result: Any | None = None
     error: ItemError | None = None
+    line: int | None = None
 
     @classmethod
     def ok(cls, item_id: Any, result: Any) -> ItemResult:
         return cls(id=item_id, result=result)
 
     @classmethod
-    def fail(cls, item_id: Any, error_type: str, message: str) -> ItemResult:
-        return cls(id=item_id, error=ItemError(type=error_type, message=message))
+    def fail(cls, item_id: Any, error_type: str, message: str, line: int | None = None) -> ItemResult:
+        return cls(id=item_id, error=ItemError(type=error_type, message=message), line=line)
 
     def to_line(self) -> dict[str, Any]:
-        """The JSONL form: ``{"id", "result"}`` or ``{"id", "error"}``."""
+        """The JSONL form: ``{"id", "result"}`` or ``{"id", "error"}`` (with ``line`` when there is no id)."""
         if self.error is not None:
-            return {"id": self.id, "error": self.error.model_dump()}
+            out = {"id": self.id, "error": self.error.model_dump()}
+            if self.line is not None:
+                out["line"] = self.line
+            return out
         return {"id": self.id, "result": self.result}
 
 

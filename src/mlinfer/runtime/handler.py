@@ -26,13 +26,18 @@ from mlinfer.runtime import metrics as m
 from mlinfer.runtime.errors import InvalidEventError, UnknownModelError
 from mlinfer.runtime.events import BatchRequest, BatchResponse, ItemResult, parse_event
 from mlinfer.runtime.items import ItemInputError, as_mapping, item_id
-from mlinfer.runtime.storage import parse_jsonl_line, read_jsonl_slice, write_jsonl
+from mlinfer.runtime.storage import parse_jsonl_line, read_bytes, read_jsonl_slice, write_bytes, write_jsonl
 from mlinfer.runtime.threads import configure_threads
+from mlinfer.workflow.layout import meta_uri
 
 _IMPORTED_AT = time.perf_counter()
 
 #: Synchronous invocation responses are capped at 6 MB; above this, results go to S3 instead.
 RESPONSE_LIMIT_BYTES = 5_500_000
+#: Monolithic mode stops taking batches when less than this (plus twice the slowest batch) remains.
+TIME_SAFETY_MS = 5_000
+#: ... and after this many batches, so that one invocation's EMF blob stays within CloudWatch's limits.
+MAX_BATCHES_PER_INVOCATION = 100
 
 logger = Logger()
 tracer = Tracer()
@@ -62,38 +67,41 @@ class InferenceRuntime:
         self.invocations = 0
 
     # -- one batch ---------------------------------------------------------------------------------
-    def _raw_items(self, request: BatchRequest) -> tuple[list[Any], list[Any]]:
-        """Items and their fallback ids (position, or line number for slices); bad lines become errors."""
+    def _raw_items(self, request: BatchRequest) -> list[tuple[Any, Any, int | None]]:
+        """``(item, id if it has none, line number)``; lines that are not JSON become input errors."""
         if request.items is not None:
-            return list(request.items), list(range(len(request.items)))
+            return [(item, pos, None) for pos, item in enumerate(request.items)]
         src = request.source
         assert src is not None
-        lines = read_jsonl_slice(src.uri, src.offset, src.limit, src.byte_start, src.byte_end)
-        items, ids = [], []
-        for line_no, text in lines:
+        out: list[tuple[Any, Any, int | None]] = []
+        for line_no, text in read_jsonl_slice(src.uri, src.offset, src.limit, src.byte_start, src.byte_end):
             try:
-                items.append(parse_jsonl_line(text))
+                item = parse_jsonl_line(text)
             except ValueError as exc:
-                items.append(ItemInputError("InvalidJson", f"line {line_no}: {exc}"))
-            ids.append(line_no)
-        return items, ids
+                item = ItemInputError("InvalidJson", f"line {line_no}: {exc}")
+            if not isinstance(item, dict | ItemInputError):
+                item = ItemInputError(
+                    "InvalidItem", f"line {line_no}: expected a JSON object, got {type(item).__name__}"
+                )
+            out.append((item, None, line_no))
+        return out
 
     def run_batch(self, request: BatchRequest) -> tuple[list[ItemResult], dict[str, float]]:
         """Validate and predict; exactly one :class:`ItemResult` per item, in order."""
         t0 = time.perf_counter()
-        raw, fallback_ids = self._raw_items(request)
+        raw = self._raw_items(request)
         t1 = time.perf_counter()
         results: list[ItemResult | None] = [None] * len(raw)
-        ids = [item_id(item, fallback_ids[pos]) for pos, item in enumerate(raw)]
+        ids = [item_id(item, fallback) for item, fallback, _ in raw]
         valid_pos, inputs = [], []
-        for pos, item in enumerate(raw):
+        for pos, (item, _, line) in enumerate(raw):
             try:
                 if isinstance(item, ItemInputError):
                     raise item
                 inputs.append(self.adapter.validate(as_mapping(item)))
                 valid_pos.append(pos)
             except ItemInputError as exc:
-                results[pos] = ItemResult.fail(ids[pos], exc.type, str(exc))
+                results[pos] = ItemResult.fail(ids[pos], exc.type, str(exc), line if ids[pos] is None else None)
         outputs = self._predict_isolating_failures(inputs)
         for pos, out in zip(valid_pos, outputs, strict=True):
             if isinstance(out, ItemInputError):
@@ -124,17 +132,14 @@ class InferenceRuntime:
                 outputs.append(ItemInputError("PredictionError", f"{type(exc).__name__}: {exc}"))
         return outputs
 
-    def handle(self, event: Any, context: Any) -> dict[str, Any]:
-        """Serve one invocation; emits metrics via the module's :data:`metrics`."""
+    def serve(self, request: BatchRequest, context: Any) -> BatchResponse:
+        """One batch: predict, then return the results or write them (and a ``.meta.json`` sidecar)."""
+        started = time.perf_counter()
         cold = self.invocations == 0
         self.invocations += 1
-        request = parse_event(event)
-        if request.model and request.model != self.model_name:
-            raise UnknownModelError(f"this function serves {self.model_name!r}, not {request.model!r}")
         results, timings = self.run_batch(request)
         lines = [r.to_line() for r in results]
         failed = sum(1 for r in results if r.error is not None)
-
         response = BatchResponse(
             model=self.model_name,
             batch=request.batch,
@@ -158,8 +163,12 @@ class InferenceRuntime:
         if cold:
             timings["model_load"] = self.model_load_ms
             timings["import"] = self.import_ms
+        timings["total"] = (time.perf_counter() - started) * 1000
         response.timings_ms = {k: round(v, 3) for k, v in timings.items()}
-        self._emit_metrics(response, context)
+        if out_uri and request.output is not None:
+            meta = response.model_dump(by_alias=True, exclude_none=True)
+            meta.update(memoryMb=_memory_mb(context), architecture=architecture(), threads=self.threads)
+            write_bytes(meta_uri(out_uri), json.dumps(meta).encode(), "application/json")
         logger.info(
             "batch done",
             extra={
@@ -169,6 +178,37 @@ class InferenceRuntime:
                 "timings_ms": response.timings_ms,
             },
         )
+        return response
+
+    def run_plan(self, request: BatchRequest, context: Any) -> tuple[list[BatchResponse], dict[str, Any]]:
+        """Monolithic mode: the plan's batches in sequence from ``cursor``, stopping while time remains."""
+        assert request.plan is not None
+        entries = json.loads(read_bytes(request.plan.uri))
+        cursor, served, slowest_ms = request.cursor, [], 0.0
+        while cursor < len(entries) and len(served) < MAX_BATCHES_PER_INVOCATION:
+            remaining = context.get_remaining_time_in_millis() if context is not None else float("inf")
+            if served and remaining < TIME_SAFETY_MS + 2 * slowest_ms:
+                break  # return the cursor; the workflow invokes again
+            entry = entries[cursor]
+            t0 = time.perf_counter()
+            sub = BatchRequest(source=entry["source"], output=entry["output"], batch=entry["index"])
+            served.append(self.serve(sub, context))
+            slowest_ms = max(slowest_ms, (time.perf_counter() - t0) * 1000)
+            cursor += 1
+        progress = {"cursor": cursor, "done": cursor >= len(entries), "batches": len(served), "total": len(entries)}
+        return served, progress
+
+    def handle(self, event: Any, context: Any) -> dict[str, Any]:
+        """Serve one invocation; emits metrics via the module's :data:`metrics`."""
+        request = parse_event(event)
+        if request.model and request.model != self.model_name:
+            raise UnknownModelError(f"this function serves {self.model_name!r}, not {request.model!r}")
+        if request.plan is not None:
+            served, progress = self.run_plan(request, context)
+            self._emit_metrics(served, context)
+            return {"model": self.model_name, **progress}
+        response = self.serve(request, context)
+        self._emit_metrics([response], context)
         return response.model_dump(by_alias=True, exclude_none=True)
 
     def _overflow_uri(self, request: BatchRequest, context: Any) -> str:
@@ -181,24 +221,28 @@ class InferenceRuntime:
             raise InvalidEventError("results exceed the response limit: add 'output' or set RESULTS_BUCKET")
         return f"s3://{bucket}/results/{self.model_name}/{rid}.jsonl"
 
-    def _emit_metrics(self, response: BatchResponse, context: Any) -> None:
-        memory = str(getattr(context, "memory_limit_in_mb", os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0")))
+    def _emit_metrics(self, responses: list[BatchResponse], context: Any) -> None:
         metrics.add_dimension(name="model", value=self.model_name)
-        metrics.add_dimension(name="memory_mb", value=memory)
+        metrics.add_dimension(name="memory_mb", value=str(_memory_mb(context)))
         metrics.add_dimension(name="architecture", value=architecture())
-        metrics.add_metric(name=m.BATCH_SIZE, unit=MetricUnit.Count, value=response.items)
-        metrics.add_metric(name=m.ITEMS_PROCESSED, unit=MetricUnit.Count, value=response.succeeded)
-        metrics.add_metric(name=m.ITEM_ERRORS, unit=MetricUnit.Count, value=response.failed)
-        t = response.timings_ms
-        metrics.add_metric(name=m.INFERENCE_TIME, unit=MetricUnit.Milliseconds, value=t["inference"])
-        metrics.add_metric(name=m.READ_TIME, unit=MetricUnit.Milliseconds, value=t["read"])
-        metrics.add_metric(name=m.WRITE_TIME, unit=MetricUnit.Milliseconds, value=t["write"])
-        if response.cold_start:
-            metrics.add_metric(name=m.MODEL_LOAD_TIME, unit=MetricUnit.Milliseconds, value=t["model_load"])
-            metrics.add_metric(name=m.IMPORT_TIME, unit=MetricUnit.Milliseconds, value=t["import"])
-        metrics.add_metadata(key="request_id", value=response.request_id or "")
-        metrics.add_metadata(key="batch", value=response.batch)
+        for response in responses:
+            t = response.timings_ms
+            metrics.add_metric(name=m.BATCH_SIZE, unit=MetricUnit.Count, value=response.items)
+            metrics.add_metric(name=m.ITEMS_PROCESSED, unit=MetricUnit.Count, value=response.succeeded)
+            metrics.add_metric(name=m.ITEM_ERRORS, unit=MetricUnit.Count, value=response.failed)
+            metrics.add_metric(name=m.INFERENCE_TIME, unit=MetricUnit.Milliseconds, value=t["inference"])
+            metrics.add_metric(name=m.READ_TIME, unit=MetricUnit.Milliseconds, value=t["read"])
+            metrics.add_metric(name=m.WRITE_TIME, unit=MetricUnit.Milliseconds, value=t["write"])
+            if response.cold_start:
+                metrics.add_metric(name=m.MODEL_LOAD_TIME, unit=MetricUnit.Milliseconds, value=t["model_load"])
+                metrics.add_metric(name=m.IMPORT_TIME, unit=MetricUnit.Milliseconds, value=t["import"])
+        metrics.add_metadata(key="request_id", value=getattr(context, "aws_request_id", "") or "")
+        metrics.add_metadata(key="batches", value=[r.batch for r in responses])
         metrics.add_metadata(key="threads", value=self.threads)
+
+
+def _memory_mb(context: Any) -> int:
+    return int(getattr(context, "memory_limit_in_mb", None) or os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 0))
 
 
 def create_handler(model_name: str | None = None, adapter: ModelAdapter | None = None) -> Callable[..., Any]:

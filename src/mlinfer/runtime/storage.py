@@ -51,6 +51,22 @@ def read_bytes(uri: str, byte_start: int | None = None, byte_end: int | None = N
         raise SourceReadError(f"cannot read {uri}: {exc}") from exc
 
 
+def exists(uri: str) -> bool:
+    """Whether the object (or local file) exists."""
+    if uri.startswith("s3://"):
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_s3_uri(uri)
+        try:
+            s3_client().head_object(Bucket=bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            raise
+    return _local_path(uri).exists()
+
+
 def read_jsonl_slice(
     uri: str,
     offset: int = 0,

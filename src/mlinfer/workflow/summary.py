@@ -1,0 +1,170 @@
+"""Summarise a run from its files: merge batch results in input order, count, time and price it.
+
+Used by the workflow's Summarize step and by the local runner, so both write the same
+``results.jsonl`` (one line per input line) and ``summary.json`` (the same fields).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections import Counter
+from typing import Any
+
+from mlinfer.cost.pricing import project_lambda_cost
+from mlinfer.cost.stepfunctions import monolithic_transitions, parallel_transitions, stepfunctions_cost
+from mlinfer.runtime.storage import exists, parse_jsonl_line, read_bytes, read_jsonl_slice, write_bytes
+from mlinfer.workflow.layout import RunLayout
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (inclusive method); 0 for no values."""
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return float(values[0])
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
+
+
+def _read_json(uri: str) -> Any:
+    return json.loads(read_bytes(uri))
+
+
+def failed_batch_lines(entry: dict[str, Any], error_type: str, message: str) -> list[dict[str, Any]]:
+    """One error line per item of a batch that produced no results (ids read back from the input)."""
+    src = entry["source"]
+    lines = read_jsonl_slice(src["uri"], src["offset"], src["limit"], src.get("byteStart"), src.get("byteEnd"))
+    out = []
+    for line_no, text in lines:
+        try:
+            obj = parse_jsonl_line(text)
+            ident = obj.get("id") if isinstance(obj, dict) else None
+        except ValueError:
+            ident = None
+        row: dict[str, Any] = {"id": ident, "error": {"type": error_type, "message": message}}
+        if ident is None:
+            row["line"] = line_no
+        out.append(row)
+    return out
+
+
+def _error_message(record: dict[str, Any]) -> str:
+    """A Step Functions error record ``{"Error", "Cause"}`` as one readable line."""
+    cause = record.get("Cause", "")
+    try:
+        parsed = json.loads(cause)
+        cause = f"{parsed.get('errorType', '')}: {parsed.get('errorMessage', '')}".strip(": ")
+    except (TypeError, ValueError):
+        pass
+    return f"{record.get('Error', 'BatchFailed')}: {cause}"[:1000]
+
+
+def summarize_run(
+    run: dict[str, Any],
+    *,
+    region: str = "us-east-1",
+    child_execution: str = "EXPRESS",
+    durations_ms: list[float] | None = None,
+    init_ms: list[float] | None = None,
+    peak_memory_mb: float | None = None,
+    wall_time_s: float | None = None,
+    memory_mb: int | None = None,
+    architecture: str | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Read every batch's results (or its failure record), write ``results.jsonl`` and ``summary.json``.
+
+    ``run`` is the descriptor returned by :func:`mlinfer.workflow.plan.make_plan`. Durations default to
+    the handlers' own timings from the batch metadata; callers with REPORT lines pass billed ones.
+    """
+    layout = RunLayout(run["prefix"])
+    entries = _read_json(layout.plan)
+    merged: list[dict[str, Any]] = []
+    metas: list[dict[str, Any]] = []
+    failed: list[int] = []
+    for entry in entries:
+        index = entry["index"]
+        if exists(layout.batch_results(index)):
+            lines = [json.loads(x) for x in read_bytes(layout.batch_results(index)).decode().splitlines()]
+            if len(lines) != entry["source"]["limit"]:
+                lines = failed_batch_lines(entry, "IncompleteBatch", f"batch {index} wrote {len(lines)} lines")
+                failed.append(index)
+            elif exists(layout.batch_meta(index)):
+                metas.append(_read_json(layout.batch_meta(index)))
+        elif exists(layout.batch_error(index)):
+            lines = failed_batch_lines(entry, "BatchFailed", _error_message(_read_json(layout.batch_error(index))))
+            failed.append(index)
+        else:
+            lines = failed_batch_lines(entry, "BatchNotRun", f"batch {index} has neither results nor an error record")
+            failed.append(index)
+        merged.extend(lines)
+
+    errors = Counter(line["error"]["type"] for line in merged if "error" in line)
+    n_batches = len(entries)
+    failed_pct = 100.0 * len(failed) / n_batches if n_batches else 0.0
+    status = "SUCCEEDED" if failed_pct <= run.get("toleratedFailurePercentage", 0) else "FAILED"
+    handler_ms = [m["timingsMs"]["total"] for m in metas]
+    durations = durations_ms if durations_ms is not None else handler_ms
+    latencies = handler_ms or durations  # per batch, also when one invocation served many (monolithic)
+    cold = [m for m in metas if m.get("coldStart")]
+    inits = init_ms if init_ms is not None else [m["timingsMs"]["import"] + m["timingsMs"]["model_load"] for m in cold]
+    memory = memory_mb or (metas[0]["memoryMb"] if metas else 0) or 1024
+    arch = architecture or (metas[0]["architecture"] if metas else "x86_64")
+    lam = project_lambda_cost(durations, memory, arch, init_ms=inits, region=region)
+    if run["mode"] == "parallel":
+        transitions = parallel_transitions(n_batches, failed_batches=len(failed))
+        express = durations if child_execution == "EXPRESS" else None
+    else:
+        invocations = len({m.get("requestId") for m in metas}) or 1
+        transitions = monolithic_transitions(invocations)
+        express = None
+    sfn = stepfunctions_cost(transitions, express, region=region)
+    total = lam.total + sfn.total
+    items = len(merged)
+    summary = {
+        "run_id": run.get("runId"),
+        "model": run["model"],
+        "mode": run["mode"],
+        "status": status,
+        "input": run["input"],
+        "config": {
+            "batch_size": run["batchSize"],
+            "concurrency": 1 if run["mode"] == "monolithic" else run["maxConcurrency"],
+            "memory_mb": memory,
+            "architecture": arch,
+            "region": region,
+            "tolerated_failure_percentage": run.get("toleratedFailurePercentage", 0),
+        },
+        "items": items,
+        "results": items - sum(errors.values()),
+        "errors": sum(errors.values()),
+        "error_types": dict(errors),
+        "batches": n_batches,
+        "failed_batches": len(failed),
+        "failed_batch_indexes": failed[:100],
+        "failed_batch_percentage": round(failed_pct, 3),
+        "wall_time_s": round(wall_time_s if wall_time_s is not None else time.time() - run["startedAt"], 3),
+        "batch_latency_ms": {
+            "p50": round(percentile(latencies, 50), 2),
+            "p95": round(percentile(latencies, 95), 2),
+            "max": round(max(latencies, default=0.0), 2),
+        },
+        "cold_starts": len(inits),
+        "init_ms": {"median": round(statistics.median(inits), 2) if inits else 0.0},
+        "peak_memory_mb": peak_memory_mb,
+        "cost": {
+            "label": "projection from measured durations" if durations_ms is not None else "from handler timings",
+            "total_usd": total,
+            "per_item_usd": total / items if items else 0.0,
+            "per_1000_items_usd": 1000 * total / items if items else 0.0,
+            "lambda": lam.to_dict(),
+            "stepfunctions": {"child_execution": child_execution, **sfn.to_dict()},
+        },
+        "files": {"results": layout.results, "summary": layout.summary, "plan": layout.plan},
+    }
+    if write:
+        body = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in merged).encode()
+        write_bytes(layout.results, body, "application/x-ndjson")
+        write_bytes(layout.summary, (json.dumps(summary, indent=2) + "\n").encode(), "application/json")
+    return summary
