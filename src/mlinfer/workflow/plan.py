@@ -102,7 +102,6 @@ def build_plan(uri: str, batch_size: int, layout: RunLayout) -> tuple[list[dict[
                 "byteEnd": starts[last] if last < len(starts) else size,
             },
             "output": {"uri": layout.batch_results(index)},
-            "batch": index,
         }
         if layout.is_s3:
             entry["errorBucket"], entry["errorKey"] = layout.bucket_key(layout.batch_error(index))
@@ -133,6 +132,7 @@ def make_plan(
     layout = RunLayout(request.output or default_output(request, run_id))
     entries, items = build_plan(request.input, request.batch_size, layout)
     write_bytes(layout.plan, json.dumps(entries).encode(), "application/json")
+    plan_bucket, plan_key = layout.bucket_key(layout.plan) if layout.is_s3 else (None, None)
     return {
         "runId": run_id,
         "model": request.model,
@@ -140,6 +140,9 @@ def make_plan(
         "input": request.input,
         "prefix": layout.prefix,
         "planUri": layout.plan,
+        "planBucket": plan_bucket,
+        "planKey": plan_key,
+        "cursor": 0,
         "mode": request.mode,
         "batchSize": request.batch_size,
         "maxConcurrency": request.max_concurrency,

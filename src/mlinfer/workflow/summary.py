@@ -105,7 +105,11 @@ def summarize_run(
     failed_pct = 100.0 * len(failed) / n_batches if n_batches else 0.0
     status = "SUCCEEDED" if failed_pct <= run.get("toleratedFailurePercentage", 0) else "FAILED"
     handler_ms = [m["timingsMs"]["total"] for m in metas]
-    durations = durations_ms if durations_ms is not None else handler_ms
+    per_invocation: dict[str, float] = {}  # a monolithic invocation serves several batches
+    for n, meta in enumerate(metas):
+        key = meta.get("requestId") or f"batch-{n}"
+        per_invocation[key] = per_invocation.get(key, 0.0) + meta["timingsMs"]["total"]
+    durations = durations_ms if durations_ms is not None else list(per_invocation.values())
     latencies = handler_ms or durations  # per batch, also when one invocation served many (monolithic)
     cold = [m for m in metas if m.get("coldStart")]
     inits = init_ms if init_ms is not None else [m["timingsMs"]["import"] + m["timingsMs"]["model_load"] for m in cold]
@@ -116,8 +120,7 @@ def summarize_run(
         transitions = parallel_transitions(n_batches, failed_batches=len(failed))
         express = durations if child_execution == "EXPRESS" else None
     else:
-        invocations = len({m.get("requestId") for m in metas}) or 1
-        transitions = monolithic_transitions(invocations)
+        transitions = monolithic_transitions(max(1, len(durations)))
         express = None
     sfn = stepfunctions_cost(transitions, express, region=region)
     total = lam.total + sfn.total
