@@ -13,7 +13,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed $(SAM_VENV)/.installed ## Create .venv (project + dev tools) and .venv-sam (AWS SAM CLI)
+install: $(VENV)/.installed $(SAM_VENV)/.installed .tools/.installed ## Create .venv, .venv-sam (AWS SAM CLI), .tools (asl-validator)
 
 $(VENV)/.installed: requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ $(VENV)/.installed: requirements-dev.txt pyproject.toml
 $(SAM_VENV)/.installed:
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install -q aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $@
+
+# asl-validator (npm) checks the state machine definitions; skipped where npm is missing.
+.tools/.installed:
+	mkdir -p .tools
+	if command -v npm >/dev/null; then npm install --no-save --no-audit --no-fund --prefix .tools/node asl-validator@4.0.0; fi
 	touch $@
 
 models: $(VENV)/.installed ## Train the six scikit-learn models on the shipped sample into ./models
@@ -61,4 +67,4 @@ invoke: ## sam local invoke FUNCTION=KMeansFunction EVENT=events/kmeans.json (af
 	  $(if $(wildcard .aws-sam/local-build/template.yaml),--template .aws-sam/local-build/template.yaml,)
 
 clean: ## Remove build outputs, trained models and run outputs
-	rm -rf .aws-sam template.local.yaml models out .pytest_cache .ruff_cache
+	rm -rf .aws-sam template.local.yaml models out .pytest_cache .ruff_cache .tools

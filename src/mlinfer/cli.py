@@ -38,15 +38,40 @@ def _print_summary(summary: dict) -> None:
     print("\n".join(lines))
 
 
+def cmd_run_aws(args: argparse.Namespace) -> int:
+    from mlinfer.workflow.aws import run_on_aws
+    from mlinfer.workflow.plan import parse_request
+
+    if not args.stack:
+        raise ValueError("--target aws needs --stack (the deployed stack's name)")
+    payload = {
+        "model": args.model,
+        "input": str(args.input),
+        "output": args.output_uri,
+        "batchSize": args.batch_size,
+        "maxConcurrency": args.concurrency,
+        "mode": args.mode,
+        "toleratedFailurePercentage": args.tolerated_failure_percentage,
+    }
+    request = parse_request({k: v for k, v in payload.items() if v is not None})
+    summary = run_on_aws(args.stack, request, region=args.region, progress=not args.quiet)
+    if args.json or "items" not in summary:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+    return 0 if summary.get("status") == "SUCCEEDED" else 1
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.target == "aws":
-        print("mlinfer run --target aws needs the batch workflow (statemachine/); not available yet", file=sys.stderr)
-        return 2
+        return cmd_run_aws(args)
+    if args.output is None:
+        raise ValueError("--output DIR is required for local runs")
     from mlinfer.local.runner import RunConfig, run_local
 
     cfg = RunConfig(
         model=args.model,
-        input=args.input,
+        input=Path(args.input),
         output=args.output,
         batch_size=args.batch_size,
         concurrency=args.concurrency,
@@ -88,14 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a batch job (locally by default)")
     run.add_argument("--model", required=True, choices=sorted(MODELS))
-    run.add_argument("--input", required=True, type=Path, help="JSONL file, one item per line with 'id'")
-    run.add_argument("--output", required=True, type=Path, help="folder for results.jsonl and summary.json")
+    run.add_argument("--input", required=True, help="JSONL file (or s3:// URI with --target aws), one item per line")
+    run.add_argument("--output", type=Path, help="local: folder for results.jsonl and summary.json")
     run.add_argument("--batch-size", type=int, default=100)
     run.add_argument("--concurrency", type=int, default=4)
     run.add_argument("--memory", type=int, default=1024, help="Lambda memory size in MB (128-10240)")
     run.add_argument("--arch", choices=["x86_64", "arm64"], default="x86_64")
     run.add_argument("--mode", choices=["parallel", "monolithic"], default="parallel")
     run.add_argument("--target", choices=["local", "aws"], default="local")
+    run.add_argument("--stack", help="aws: the deployed stack's name")
+    run.add_argument("--output-uri", help="aws: s3:// prefix for the run's files (default: runs/<model>/<run>/)")
+    run.add_argument("--tolerated-failure-percentage", type=float, default=0.0, help="aws: failed batches allowed")
     run.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
     run.add_argument("--model-dir", type=Path, default=None, help="artifact root (default: $MODEL_DIR or ./models)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -120,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         args.model_dir = Path("models")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"mlinfer: error: {exc}", file=sys.stderr)
         return 2
 

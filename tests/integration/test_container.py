@@ -16,7 +16,7 @@ import pytest
 
 from mlinfer.models.registry import MODELS
 
-from .test_template import ROOT, load_template, sam_cli
+from .test_template import ROOT, model_functions, sam_cli
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 BASE_TOOL = ROOT.parent / "shared" / "tools" / "lambda-base-image"
@@ -53,18 +53,9 @@ def built_template() -> Path:
     return build_dir / "template.yaml"
 
 
-def functions_by_model() -> dict[str, str]:
-    resources = load_template()["Resources"]
-    return {
-        res["Properties"]["Environment"]["Variables"]["MODEL_NAME"]: logical_id
-        for logical_id, res in resources.items()
-        if res["Type"] == "AWS::Serverless::Function"
-    }
-
-
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_function_answers_its_event(model, built_template):
-    function = functions_by_model()[model]
+    function = model_functions()[model]
     event = ROOT / "events" / f"{model}.json"
     proc = subprocess.run(
         [sam_cli(), "local", "invoke", function, "--event", str(event), "--template", str(built_template)],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -53,18 +55,62 @@ def test_sam_validate_lint():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def model_functions() -> dict[str, str]:
+    """MODEL_NAME -> logical id of every model function in the template."""
+    resources = load_template()["Resources"]
+    return {
+        res["Properties"]["Environment"]["Variables"]["MODEL_NAME"]: logical_id
+        for logical_id, res in resources.items()
+        if res["Type"] == "AWS::Serverless::Function" and "MODEL_NAME" in res["Properties"]["Environment"]["Variables"]
+    }
+
+
 def test_every_model_has_a_function_image_and_event():
     resources = load_template()["Resources"]
     functions = {k: v for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
-    served = {}
-    for logical_id, res in functions.items():
+    served = model_functions()
+    for res in functions.values():
         props = res["Properties"]
         assert props["PackageType"] == "Image"
         meta = res["Metadata"]
         assert (ROOT / meta["Dockerfile"]).exists() and meta["DockerBuildArgs"]["BASE_IMAGE"]
-        served[props["Environment"]["Variables"]["MODEL_NAME"]] = logical_id
         log_group = props["LoggingConfig"]["LogGroup"]["Ref"]  # the function's own log group, with retention
         assert resources[log_group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
     assert set(served) == set(MODELS)
     for name in served:
         assert (ROOT / "events" / f"{name}.json").exists()
+
+
+def test_plan_function_maps_every_model_to_its_function():
+    resources = load_template()["Resources"]
+    mapping = resources["PlanFunction"]["Properties"]["Environment"]["Variables"]["MODEL_FUNCTIONS"]["Sub"]
+    parsed = json.loads(re.sub(r"\$\{(\w+)\}", r"\1", mapping))
+    assert parsed == model_functions()
+
+
+def substituted_definition(child_execution: str) -> str:
+    """The ASL as deployed: the state machine's DefinitionSubstitutions applied."""
+    machine = load_template()["Resources"]["BatchInferenceStateMachine"]["Properties"]
+    text = (ROOT / machine["DefinitionUri"]).read_text()
+    placeholders = set(re.findall(r"\$\{(\w+)\}", text))
+    assert placeholders == set(machine["DefinitionSubstitutions"]), "every placeholder is substituted"
+    values = {
+        "PlanFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlinfer-plan",
+        "SummarizeFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlinfer-summarize",
+        "DataBucketName": "mlinfer-data",
+        "MapChildExecutionType": child_execution,
+    }
+    for key, value in values.items():
+        text = text.replace("${" + key + "}", value)
+    return text
+
+
+@pytest.mark.parametrize("child_execution", ["EXPRESS", "STANDARD"])
+def test_asl_validator_accepts_the_definition(child_execution, tmp_path):
+    validator = ROOT / ".tools" / "node" / "node_modules" / ".bin" / "asl-validator"
+    if not validator.exists():
+        pytest.skip("asl-validator not installed (make install puts it in .tools/node when npm is available)")
+    path = tmp_path / "batch_inference.asl.json"
+    path.write_text(substituted_definition(child_execution))
+    proc = subprocess.run([str(validator), "--json-path", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

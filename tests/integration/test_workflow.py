@@ -226,3 +226,44 @@ def test_bad_requests_fail_up_front_with_a_clear_error(stack, texts, request_pat
     assert desc["status"] == "FAILED"
     assert desc["error"] == error and fragment in desc["cause"]
     assert not model_calls(stack.seam, "kmeans")  # nothing ran
+
+
+def deploy_outputs(stack: Stack, name: str = "mlinfer") -> None:
+    """A CloudFormation stack whose outputs point at the moto state machine and bucket (as sam deploy's would)."""
+    template = {
+        "Resources": {"Placeholder": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "BatchInferenceStateMachineArn": {"Value": stack.machine},
+            "DataBucketName": {"Value": BUCKET},
+        },
+    }
+    boto3.client("cloudformation", region_name="us-east-1").create_stack(
+        StackName=name, TemplateBody=json.dumps(template)
+    )
+
+
+def test_cli_runs_on_the_deployed_stack(stack, texts, tmp_path, capsys):
+    from mlinfer.cli import main
+
+    deploy_outputs(stack)
+    local_input = tmp_path / "texts.jsonl"
+    local_input.write_text("\n".join(texts[:250]) + "\n")
+    args = ["run", "--target", "aws", "--stack", "mlinfer", "--model", "logreg", "--input", str(local_input),
+            "--batch-size", "100", "--concurrency", "3", "--quiet", "--region", "us-east-1"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "logreg (parallel, batch 100, concurrency 3" in out and "SUCCEEDED" in out
+    assert "items 250: 250 results, 0 errors" in out
+    uploaded = stack.s3.list_objects_v2(Bucket=BUCKET, Prefix="inputs/")["Contents"]
+    assert len(uploaded) == 1 and uploaded[0]["Key"].endswith("texts.jsonl")
+
+    assert main([*args[:8], f"s3://{BUCKET}/in/missing.jsonl", "--quiet", "--json"]) == 1
+    failed = json.loads(capsys.readouterr().out)
+    assert failed["status"] == "FAILED" and failed["error"] == "SourceReadError"
+
+
+def test_cli_reports_a_missing_stack(stack, capsys):
+    from mlinfer.cli import main
+
+    assert main(["run", "--target", "aws", "--stack", "nope", "--model", "kmeans", "--input", "s3://b/k.jsonl"]) == 2
+    assert "cannot describe stack 'nope'" in capsys.readouterr().err
