@@ -54,3 +54,28 @@ def test_regions_and_errors():
         load_prices("mars-1")
     with pytest.raises(ValueError, match="architecture"):
         lambda_cost([1], 128, architecture="sparc")
+
+
+def test_step_functions_transitions_by_hand():
+    from mlinfer.cost.stepfunctions import monolithic_transitions, parallel_transitions
+
+    # parent: Plan, ChooseMode, Map, Summarize, CheckOutcome, Done = 6, plus one per child started (10)
+    assert parallel_transitions(10) == 16
+    # Standard children add InferBatch per batch (10) and RecordBatchFailure per failed batch (2)
+    assert parallel_transitions(10, failed_batches=2, standard_children=True) == 16 + 10 + 2
+    # monolithic with 4 invocations: 5 fixed + RunMonolithic x4 + MoreBatches x4 + Advance x3
+    assert monolithic_transitions(4) == 5 + 4 + 4 + 3
+
+
+def test_step_functions_cost_by_hand():
+    from mlinfer.cost.stepfunctions import stepfunctions_cost
+
+    # 1,000 Standard transitions at $0.025 per 1,000 = $0.025
+    assert stepfunctions_cost(1000).total == pytest.approx(0.025)
+    assert stepfunctions_cost(5000, free_tier=True).standard == pytest.approx(1000 * 0.000025)
+    # two Express children of 120 ms and 80 ms: billed 200 + 100 ms at 64 MB = 0.3 s * 0.0625 GB
+    # = 0.01875 GB-s * $0.00001667 + 2 requests * $0.000001
+    cost = stepfunctions_cost(16, [120.0, 80.0])
+    assert cost.express_gb_seconds == pytest.approx(0.01875)
+    assert cost.express == pytest.approx(0.01875 * 0.00001667 + 2e-6)
+    assert cost.total == pytest.approx(16 * 0.000025 + 0.01875 * 0.00001667 + 2e-6)

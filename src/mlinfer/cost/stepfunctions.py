@@ -34,9 +34,17 @@ class StepFunctionsCost:
         return asdict(self)
 
 
-def parallel_transitions(batches: int, failed_batches: int = 0, retries: int = 0) -> int:
-    """Parent transitions of a parallel run (the Map state is one) plus Standard children's own."""
-    return PARENT_FIXED_TRANSITIONS + 1 + batches + failed_batches + retries
+def parallel_transitions(
+    batches: int, failed_batches: int = 0, retries: int = 0, standard_children: bool = False
+) -> int:
+    """Standard transitions of a parallel run.
+
+    The parent enters its fixed states and the Map state, and is charged one transition per child
+    execution the Distributed Map starts. Standard children also bill their own states (InferBatch,
+    RecordBatchFailure for failed batches, and retries); Express children bill requests and duration.
+    """
+    parent = PARENT_FIXED_TRANSITIONS + 1 + batches
+    return parent + (batches + failed_batches + retries if standard_children else 0)
 
 
 def monolithic_transitions(invocations: int, retries: int = 0) -> int:

@@ -117,7 +117,9 @@ def summarize_run(
     arch = architecture or (metas[0]["architecture"] if metas else "x86_64")
     lam = project_lambda_cost(durations, memory, arch, init_ms=inits, region=region)
     if run["mode"] == "parallel":
-        transitions = parallel_transitions(n_batches, failed_batches=len(failed))
+        transitions = parallel_transitions(
+            n_batches, failed_batches=len(failed), standard_children=child_execution == "STANDARD"
+        )
         express = durations if child_execution == "EXPRESS" else None
     else:
         transitions = monolithic_transitions(max(1, len(durations)))
