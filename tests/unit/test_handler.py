@@ -18,6 +18,10 @@ def emf_blobs(out: str) -> list[dict]:
 
 @pytest.fixture()
 def handler(use_models):
+    """A fresh execution environment: new handler, and Powertools' process-wide cold-start flag reset."""
+    from aws_lambda_powertools.metrics.provider.cold_start import reset_cold_start_flag
+
+    reset_cold_start_flag()
     return create_handler("logreg")
 
 

@@ -130,19 +130,25 @@ def lambda_cost(
     region: str = DEFAULT_REGION,
     invocations: int | None = None,
     already_used_gb_s: float = 0.0,
+    free_tier: bool = False,
+    ephemeral_mb: int = 512,
 ) -> LambdaCost:
     """Cost of invocations whose billed durations are known (e.g. from REPORT lines).
 
     ``invocations`` defaults to the number of durations; pass it when durations include INIT time
-    billed separately from a request.
+    billed separately from a request. ``free_tier`` deducts the monthly free GB-seconds and requests
+    (as if this were the month's only use); ``ephemeral_mb`` above the free 512 MB is billed per GB-s.
     """
     prices = load_prices(region)
     durations = list(billed_durations_ms)
     total_billed = int(sum(durations))
     gbs = gb_seconds(total_billed, memory_mb)
-    compute = tiered_cost(gbs, prices.gb_second_tiers(architecture), already_used_gb_s)
+    free = prices.table["lambda"]["free_tier"] if free_tier else {"gb_seconds": 0, "requests": 0}
+    billable_gbs = max(0.0, gbs - free["gb_seconds"])
+    compute = tiered_cost(billable_gbs, prices.gb_second_tiers(architecture), already_used_gb_s)
+    compute += gb_seconds(total_billed, max(0, ephemeral_mb - 512)) * prices.table["lambda"]["ephemeral_gb_second"]
     n = len(durations) if invocations is None else invocations
-    requests = n * prices.lambda_request
+    requests = max(0, n - free["requests"]) * prices.lambda_request
     return LambdaCost(
         invocations=n,
         billed_ms=total_billed,

@@ -107,10 +107,11 @@ def _worker_invoke(event: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     duration = (time.perf_counter() - t0) * 1000
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     init = f"\tInit Duration: {_WORKER['init_ms']:.2f} ms" if cold else ""
+    billed = billed_ms(duration + (_WORKER["init_ms"] if cold else 0.0))  # Lambda bills INIT since 2025-08
     log.write(f"END RequestId: {ctx.aws_request_id}\n")
     log.write(
         f"REPORT RequestId: {ctx.aws_request_id}\tDuration: {duration:.2f} ms"
-        f"\tBilled Duration: {billed_ms(duration)} ms\tMemory Size: {_WORKER['memory']} MB"
+        f"\tBilled Duration: {billed} ms\tMemory Size: {_WORKER['memory']} MB"
         f"\tMax Memory Used: {rss_mb:.0f} MB{init}\t\n"
     )
     return {

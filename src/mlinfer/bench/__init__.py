@@ -1,0 +1,1 @@
+"""Benchmark tooling: parse platform and EMF logs, sweep configurations, report and recommend."""
