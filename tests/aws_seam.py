@@ -6,12 +6,19 @@ routes every Invoke through ``LambdaSimpleBackend.invoke``. :class:`LambdaSeam` 
 method: it dispatches by function name to the project's real handlers, in process, with a Lambda-like
 context, and turns an exception into a Lambda function error the way the Lambda service does. Tests can
 inject a throttle (HTTP 429) or a failure for a chosen invocation.
+
+Like the platform, it starts a fresh execution environment (a new handler, a cold start) when the
+function's configuration changed, and answers ``LogType=Tail`` with a REPORT line (duration, billed
+duration including INIT, the configured memory).
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import math
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +50,8 @@ class Fault:
 @dataclass
 class LambdaSeam:
     handlers: dict[str, Callable[[dict, Any], Any]] = field(default_factory=dict)
+    factories: dict[str, Callable[[], Callable[[dict, Any], Any]]] = field(default_factory=dict)
+    _configs: dict[str, tuple] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     calls: list[tuple[str, dict, str]] = field(default_factory=list)  # (function, event, outcome)
     timeout_s: float = 900.0
@@ -59,16 +68,38 @@ class LambdaSeam:
                     if fault.kind == "throttle":
                         raise TooManyRequests()
                     return self._error(response_headers, RuntimeError(f"injected failure in {name}"))
+            fn = backend.get_function(name)
+            init_ms = self._environment(name, fn)
             handler = self.handlers.get(name)
             if handler is None:
                 raise LambdaClientError("ResourceNotFoundException", f"Function not found: {name}")
+            ctx = LocalContext(function_name=name, timeout_s=self.timeout_s, memory_limit_in_mb=int(fn.memory_size))
+            t0 = time.perf_counter()
             try:
-                result = handler(event, LocalContext(function_name=name, timeout_s=self.timeout_s))
+                result, outcome = handler(event, ctx), "ok"
             except Exception as exc:
-                self.calls.append((name, event, "error"))
-                return self._error(response_headers, exc)
-            self.calls.append((name, event, "ok"))
-            return json.dumps(result).encode()
+                result, outcome = self._error(response_headers, exc), "error"
+            duration = (time.perf_counter() - t0) * 1000
+            self.calls.append((name, event, outcome))
+            if headers.get("x-amz-log-type") == "Tail":
+                init = f"\tInit Duration: {init_ms:.2f} ms" if init_ms is not None else ""
+                report = (
+                    f"REPORT RequestId: {ctx.aws_request_id}\tDuration: {duration:.2f} ms\tBilled Duration: "
+                    f"{math.ceil(duration + (init_ms or 0))} ms\tMemory Size: {fn.memory_size} MB\t"
+                    f"Max Memory Used: 100 MB{init}\t\n"
+                )
+                response_headers["x-amz-log-result"] = base64.b64encode(report.encode()).decode()
+            return result if outcome == "error" else json.dumps(result).encode()
+
+    def _environment(self, name: str, fn: Any) -> float | None:
+        """A new handler (cold start; returns its INIT ms) when the configuration changed, else None."""
+        key = (fn.memory_size, json.dumps(getattr(fn, "environment_vars", {}), sort_keys=True))
+        if name in self.factories and self._configs.get(name) != key:
+            t0 = time.perf_counter()
+            self.handlers[name] = self.factories[name]()
+            self._configs[name] = key
+            return (time.perf_counter() - t0) * 1000
+        return None
 
     @staticmethod
     def _error(response_headers: Any, exc: Exception) -> bytes:

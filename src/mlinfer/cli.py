@@ -101,6 +101,65 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from mlinfer.bench.report import build_report
+    from mlinfer.bench.sweep import SweepConfig, run_sweep
+
+    cfg = SweepConfig(
+        model=args.model,
+        input=Path(args.input),
+        output=args.output,
+        memory_mb=_ints(args.memory),
+        batch_sizes=_ints(args.batch_size),
+        concurrency=_ints(args.concurrency),
+        architectures=args.arch.split(","),
+        cold=args.cold,
+        warm=args.warm,
+        timeout_s=args.timeout,
+        model_dir=args.model_dir,
+        region=args.region,
+        enforce_limits=not args.no_limits,
+        progress=not args.quiet,
+    )
+    function = args.function
+    if args.target == "aws" and function is None:
+        if not args.stack:
+            raise ValueError("--target aws needs --function or --stack")
+        function = f"{args.stack}-{args.model}"
+    path = run_sweep(cfg, function=function if args.target == "aws" else None)
+    report = build_report(args.output, items=args.items)
+    print(f"invocations: {path}\nreport: {report} (and report.html, plots/)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mlinfer.bench.report import build_report
+
+    report = build_report(args.sweep, items=args.items, deadline_s=args.deadline, budget_usd=args.budget)
+    print(report.read_text() if args.print else f"report: {report} (and report.html, plots/)")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from mlinfer.bench.recommend import all_options, pareto_front, recommend
+    from mlinfer.bench.stats import read_rows, summarize
+
+    options = all_options(summarize(read_rows(args.sweep / "invocations.csv")), args.items, args.region)
+    pick = recommend(options, args.strategy, args.deadline, args.budget)
+    if pick is None:
+        print("no configuration meets the deadline/budget; the Pareto front:", file=sys.stderr)
+    else:
+        print(f"recommended: {pick.label()}: {pick.time_s:,.1f} s, ${pick.cost_usd:.6f} for {args.items:,} items")
+    print("Pareto front (time s, cost USD):")
+    for o in pareto_front(options):
+        print(f"  {o.label():50} {o.time_s:10,.1f} {o.cost_usd:12.6f}")
+    return 0 if pick else 1
+
+
 def cmd_models(_: argparse.Namespace) -> int:
     for spec in MODELS.values():
         print(f"{spec.name:16} {spec.family:12} {spec.task}")
@@ -136,6 +195,44 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=Path("models"))
     train.add_argument("--limit", type=int)
     train.set_defaults(func=cmd_train)
+
+    bench = sub.add_parser("bench", help="sweep memory x batch size x concurrency (x architecture)")
+    bench.add_argument("--model", required=True, choices=sorted(MODELS))
+    bench.add_argument("--input", required=True, help="JSONL(.gz) of items; cycled to fill batches")
+    bench.add_argument("--output", required=True, type=Path, help="folder for invocations.csv and the report")
+    bench.add_argument("--memory", default="512,1024,1769,3008", help="MB, comma-separated (Lambda: 128-10240)")
+    bench.add_argument("--batch-size", default="100", help="comma-separated")
+    bench.add_argument("--concurrency", default="1", help="comma-separated")
+    bench.add_argument("--arch", default="x86_64,arm64", help="architectures to price (local) ")
+    bench.add_argument("--cold", type=int, default=2, help="cold starts per configuration")
+    bench.add_argument("--warm", type=int, default=8, help="warm invocations per configuration")
+    bench.add_argument("--timeout", type=float, default=300.0, help="seconds before an invocation is given up")
+    bench.add_argument("--items", type=int, default=25_000, help="job size for the report's projections")
+    bench.add_argument("--target", choices=["local", "aws"], default="local")
+    bench.add_argument("--function", help="aws: function name (default: <stack>-<model>)")
+    bench.add_argument("--stack", help="aws: the deployed stack's name")
+    bench.add_argument("--model-dir", type=Path, default=None)
+    bench.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
+    bench.add_argument("--no-limits", action="store_true", help="local: do not confine workers to Lambda's CPU/memory")
+    bench.add_argument("--quiet", action="store_true")
+    bench.set_defaults(func=cmd_bench)
+
+    report = sub.add_parser("report", help="plots and a Markdown/HTML report of a sweep")
+    report.add_argument("--sweep", required=True, type=Path, help="the folder mlinfer bench wrote")
+    report.add_argument("--items", type=int, default=25_000, help="job size for projections")
+    report.add_argument("--deadline", type=float, help="seconds: add the cheapest option within it")
+    report.add_argument("--budget", type=float, help="USD: add the fastest option within it")
+    report.add_argument("--print", action="store_true", help="print the Markdown report")
+    report.set_defaults(func=cmd_report)
+
+    rec = sub.add_parser("recommend", help="pick a configuration from a sweep: deadline, budget or strategy")
+    rec.add_argument("--sweep", required=True, type=Path)
+    rec.add_argument("--items", type=int, default=25_000)
+    rec.add_argument("--deadline", type=float, help="seconds")
+    rec.add_argument("--budget", type=float, help="USD")
+    rec.add_argument("--strategy", choices=["cost", "speed", "balanced"], default="balanced")
+    rec.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
+    rec.set_defaults(func=cmd_recommend)
 
     models = sub.add_parser("models", help="list the models")
     models.set_defaults(func=cmd_models)

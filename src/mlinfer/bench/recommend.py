@@ -1,0 +1,119 @@
+"""Project a whole job from per-configuration statistics and pick a configuration.
+
+For a job of ``items`` items at batch size b there are n = ceil(items / b) batches.
+
+* parallel, concurrency c: min(c, n) cold environments; time = cold start + (ceil(n / c) - 1) warm
+  batches; Lambda = cold invocations + warm ones; Step Functions = one transition per child plus
+  Express children (:mod:`mlinfer.cost.stepfunctions`).
+* monolithic: one environment; time = cold start + (n - 1) warm batches, split into 15-minute
+  invocations; Lambda = that billed time; a few transitions per invocation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from mlinfer.bench.stats import ConfigStats
+from mlinfer.cost.pricing import billed_ms, lambda_cost
+from mlinfer.cost.stepfunctions import monolithic_transitions, parallel_transitions, stepfunctions_cost
+
+LAMBDA_MAX_MS = 900_000
+
+
+@dataclass
+class Option:
+    """One way to run the job, with its projected time and cost."""
+
+    mode: str
+    memory_mb: int
+    architecture: str
+    batch_size: int
+    concurrency: int
+    batches: int
+    time_s: float
+    lambda_usd: float
+    orchestration_usd: float
+    cost_usd: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def label(self) -> str:
+        conc = f" x{self.concurrency}" if self.mode == "parallel" else ""
+        return f"{self.mode} {self.memory_mb} MB {self.architecture} batch {self.batch_size}{conc}"
+
+
+def project(stats: ConfigStats, items: int, region: str = "us-east-1") -> list[Option]:
+    """Parallel and monolithic projections of a job of ``items`` items under one configuration."""
+    if stats.status != "ok" or math.isnan(stats.cold_init_ms):
+        return []
+    n = math.ceil(items / stats.batch_size)
+    warm, cold = stats.warm_median_ms, stats.cold_init_ms + stats.cold_duration_ms
+    price = (stats.memory_mb, stats.architecture)
+    envs = min(stats.concurrency, n)
+    rounds = math.ceil(n / stats.concurrency)
+    par_lambda = lambda_cost([billed_ms(cold)] * envs + [billed_ms(warm)] * (n - envs), *price, region=region).total
+    par_sfn = stepfunctions_cost(parallel_transitions(n), [warm] * n, region=region).total
+    par = Option("parallel", *price[:1], stats.architecture, stats.batch_size, stats.concurrency, n,
+                 (cold + (rounds - 1) * warm) / 1000, par_lambda, par_sfn, par_lambda + par_sfn)  # fmt: skip
+    mono_ms = cold + (n - 1) * warm
+    invocations = max(1, math.ceil(mono_ms / LAMBDA_MAX_MS))
+    mono_lambda = lambda_cost([billed_ms(mono_ms / invocations)] * invocations, *price, region=region).total
+    mono_sfn = stepfunctions_cost(monolithic_transitions(invocations), region=region).total
+    mono = Option("monolithic", stats.memory_mb, stats.architecture, stats.batch_size, 1, n, mono_ms / 1000,
+                  mono_lambda, mono_sfn, mono_lambda + mono_sfn)  # fmt: skip
+    return [par] if stats.concurrency > 1 else [par, mono]
+
+
+def all_options(stats: list[ConfigStats], items: int, region: str = "us-east-1") -> list[Option]:
+    """Every projection; monolithic once per (memory, architecture, batch size)."""
+    seen, out = set(), []
+    for s in stats:
+        for opt in project(s, items, region):
+            key = (opt.mode, opt.memory_mb, opt.architecture, opt.batch_size, opt.concurrency)
+            if key not in seen:
+                seen.add(key)
+                out.append(opt)
+    return out
+
+
+def pareto_front(options: list[Option]) -> list[Option]:
+    """Options no other option beats on both time and cost, fastest first."""
+    front = []
+    for o in sorted(options, key=lambda o: (o.time_s, o.cost_usd)):
+        if not front or o.cost_usd < front[-1].cost_usd:
+            front.append(o)
+    return front
+
+
+def recommend(
+    options: list[Option],
+    strategy: str = "balanced",
+    deadline_s: float | None = None,
+    budget_usd: float | None = None,
+    weight: float = 0.5,
+) -> Option | None:
+    """Cheapest within a deadline, fastest within a budget, or by strategy (cost, speed, balanced)."""
+    pool = [o for o in options if (deadline_s is None or o.time_s <= deadline_s)]
+    pool = [o for o in pool if (budget_usd is None or o.cost_usd <= budget_usd)]
+    if not pool:
+        return None
+    if deadline_s is not None and budget_usd is None:
+        return min(pool, key=lambda o: (o.cost_usd, o.time_s))
+    if budget_usd is not None and deadline_s is None:
+        return min(pool, key=lambda o: (o.time_s, o.cost_usd))
+    if strategy == "cost":
+        return min(pool, key=lambda o: (o.cost_usd, o.time_s))
+    if strategy == "speed":
+        return min(pool, key=lambda o: (o.time_s, o.cost_usd))
+    if strategy != "balanced":
+        raise ValueError("strategy must be cost, speed or balanced")
+    t_lo, t_hi = min(o.time_s for o in pool), max(o.time_s for o in pool)
+    c_lo, c_hi = min(o.cost_usd for o in pool), max(o.cost_usd for o in pool)
+
+    def norm(v: float, lo: float, hi: float) -> float:
+        return 0.0 if hi == lo else (v - lo) / (hi - lo)
+
+    return min(pool, key=lambda o: weight * norm(o.cost_usd, c_lo, c_hi) + (1 - weight) * norm(o.time_s, t_lo, t_hi))
