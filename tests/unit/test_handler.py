@@ -155,10 +155,10 @@ def test_a_failing_item_does_not_fail_the_batch(handler, lambda_context, monkeyp
     adapter = handler.runtime.adapter
     real = adapter.predict
 
-    def flaky(inputs):
+    def flaky(inputs, options=None):
         if any(v == "boom" for _, v in inputs):
             raise RuntimeError("model exploded")
-        return real(inputs)
+        return real(inputs, options)
 
     monkeypatch.setattr(adapter, "predict", flaky)
     resp = handler({"items": ["happy", "boom", "sad"]}, lambda_context)

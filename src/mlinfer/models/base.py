@@ -31,5 +31,8 @@ class ModelAdapter(ABC):
         """Turn one item into a model input, or raise ``ItemInputError`` with a reason."""
 
     @abstractmethod
-    def predict(self, inputs: list[Any]) -> list[Any]:
-        """Predict a batch of validated inputs; return one JSON-serialisable result per input."""
+    def predict(self, inputs: list[Any], options: Mapping[str, Any] | None = None) -> list[Any]:
+        """Predict a batch of validated inputs; one JSON-serialisable result per input.
+
+        ``options`` are the event's ``options`` (e.g. ``max_new_tokens`` for generation).
+        """

@@ -76,7 +76,7 @@ class SklearnAdapter(ModelAdapter):
                 rows[i] = sp.csr_matrix(value) if self.sparse_input else value.reshape(1, -1)
         return sp.vstack(rows, format="csr") if self.sparse_input else np.vstack(rows)
 
-    def predict(self, inputs: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+    def predict(self, inputs: list[tuple[str, Any]], options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         if not inputs:
             return []
         x = self.vectorize(inputs)

@@ -102,7 +102,7 @@ class InferenceRuntime:
                 valid_pos.append(pos)
             except ItemInputError as exc:
                 results[pos] = ItemResult.fail(ids[pos], exc.type, str(exc), line if ids[pos] is None else None)
-        outputs = self._predict_isolating_failures(inputs)
+        outputs = self._predict_isolating_failures(inputs, request.options)
         for pos, out in zip(valid_pos, outputs, strict=True):
             if isinstance(out, ItemInputError):
                 results[pos] = ItemResult.fail(ids[pos], out.type, str(out))
@@ -112,13 +112,13 @@ class InferenceRuntime:
         timings = {"read": (t1 - t0) * 1000, "inference": (t2 - t1) * 1000}
         return [r for r in results if r is not None], timings
 
-    def _predict_isolating_failures(self, inputs: list[Any]) -> list[Any]:
+    def _predict_isolating_failures(self, inputs: list[Any], options: dict[str, Any]) -> list[Any]:
         """Predict the batch; if it raises, predict item by item so one bad item fails alone.
 
         A failed item's slot holds an :class:`ItemInputError` instead of a result.
         """
         try:
-            outputs = self.adapter.predict(inputs)
+            outputs = self.adapter.predict(inputs, options)
             if len(outputs) != len(inputs):
                 raise RuntimeError(f"adapter returned {len(outputs)} results for {len(inputs)} inputs")
             return outputs
@@ -127,7 +127,7 @@ class InferenceRuntime:
         outputs = []
         for one in inputs:
             try:
-                outputs.append(self.adapter.predict([one])[0])
+                outputs.append(self.adapter.predict([one], options)[0])
             except Exception as exc:
                 outputs.append(ItemInputError("PredictionError", f"{type(exc).__name__}: {exc}"))
         return outputs

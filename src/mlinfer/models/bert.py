@@ -1,0 +1,110 @@
+"""BERT family (DistilBERT, bert-base...): sequence classification with ONNX Runtime and tokenizers.
+
+The artifact folder (written by :mod:`mlinfer.models.bert_export` at image build time) holds
+``model.onnx`` (graph-optimised, int8 when the accuracy guard allowed it), ``tokenizer.json`` and
+``meta.json`` (labels, maximum length, the variant chosen and its guard figures). No torch at run time.
+
+Speed comes from: fused attention/GELU/LayerNorm kernels, optional int8 weights, and batches sorted by
+length and padded only to the longest text of each sub-batch (dynamic padding), with threads set to
+the function's vCPU share.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from mlinfer.models.base import ModelAdapter
+from mlinfer.runtime.errors import ModelLoadError
+from mlinfer.runtime.items import validate_text
+from mlinfer.runtime.threads import thread_count
+
+#: Texts longer than this (characters) are refused before tokenising; tokens are truncated at max_length.
+MAX_CHARS = 100_000
+#: Sub-batch size for dynamic padding: small enough that a long review does not pad many short ones.
+SUB_BATCH = 16
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class BertAdapter(ModelAdapter):
+    """Text classification with an exported ONNX graph."""
+
+    family = "bert"
+
+    def __init__(self, name: str, session: Any, tokenizer: Any, meta: dict[str, Any]) -> None:
+        super().__init__(name)
+        self.session = session
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.labels = [meta["id2label"][str(i)] for i in range(len(meta["id2label"]))]
+        self.max_length = int(meta.get("max_length", 512))
+        self.input_names = {i.name for i in session.get_inputs()}
+
+    @classmethod
+    def load(cls, path: Path, name: str) -> Self:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+            tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.intra_op_num_threads = thread_count()
+            opts.inter_op_num_threads = 1
+            session = ort.InferenceSession(str(path / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+        except FileNotFoundError as exc:
+            raise ModelLoadError(f"model {name!r}: no artifact at {path} ({exc.filename} missing)") from exc
+        except Exception as exc:
+            raise ModelLoadError(f"model {name!r}: cannot load {path}: {exc}") from exc
+        tokenizer.enable_truncation(int(meta.get("max_length", 512)))
+        tokenizer.no_padding()
+        return cls(name, session, tokenizer, meta)
+
+    def validate(self, item: Mapping[str, Any]) -> str:
+        return validate_text(item.get("text"), max_chars=MAX_CHARS)
+
+    def encode(self, texts: list[str]) -> list[Any]:
+        return self.tokenizer.encode_batch(texts)
+
+    def logits(self, encodings: list[Any]) -> np.ndarray:
+        """Logits for encodings in their given order, run in length-sorted, dynamically padded sub-batches."""
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+        out = np.zeros((len(encodings), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(order), SUB_BATCH):
+            chunk = order[start : start + SUB_BATCH]
+            width = max(len(encodings[i].ids) for i in chunk)
+            ids = np.zeros((len(chunk), width), dtype=np.int64)
+            mask = np.zeros((len(chunk), width), dtype=np.int64)
+            for row, i in enumerate(chunk):
+                n = len(encodings[i].ids)
+                ids[row, :n] = encodings[i].ids
+                mask[row, :n] = 1
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self.input_names:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            out[chunk] = self.session.run(["logits"], feeds)[0]
+        return out
+
+    def predict(self, inputs: list[str], options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        if not inputs:
+            return []
+        encodings = self.encode(inputs)
+        probs = softmax(self.logits(encodings))
+        return [
+            {
+                "label": self.labels[int(p.argmax())],
+                "score": round(float(p.max()), 6),
+                "probabilities": {lab: round(float(v), 6) for lab, v in zip(self.labels, p, strict=True)},
+                "tokens": len(enc.ids),
+            }
+            for p, enc in zip(probs, encodings, strict=True)
+        ]
