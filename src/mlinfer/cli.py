@@ -160,6 +160,21 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0 if pick else 1
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from mlinfer.models.bert_export import export
+    from mlinfer.models.registry import get_spec
+    from mlinfer.models.sklearn_train import read_jsonl
+
+    spec = get_spec(args.model)
+    if not spec.adapter.endswith("BertAdapter"):
+        raise ValueError(f"mlinfer export handles the BERT family; {args.model} is {spec.family}")
+    source = args.source or spec.options["model_id"]
+    texts = [r["text"] for r in read_jsonl(args.guard_data, 500)] if args.guard_data else None
+    meta = export(source, args.out or Path("artifacts") / args.model, texts, args.quantize)
+    print(json.dumps({k: meta[k] for k in ("source", "variant", "guard")}, indent=2))
+    return 0
+
+
 def cmd_models(_: argparse.Namespace) -> int:
     for spec in MODELS.values():
         print(f"{spec.name:16} {spec.family:12} {spec.task}")
@@ -233,6 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--strategy", choices=["cost", "speed", "balanced"], default="balanced")
     rec.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
     rec.set_defaults(func=cmd_recommend)
+
+    exp = sub.add_parser("export", help="export a BERT-family model to ONNX (artifacts/<model>, for image builds)")
+    exp.add_argument("--model", required=True, choices=sorted(MODELS))
+    exp.add_argument("--source", help="Hugging Face id or local folder (default: the registry's model id)")
+    exp.add_argument("--out", type=Path, help="default: artifacts/<model>")
+    exp.add_argument("--guard-data", type=Path, help="JSONL(.gz) with 'text' for the accuracy guard")
+    exp.add_argument("--quantize", choices=["auto", "int8", "none"], default="auto")
+    exp.set_defaults(func=cmd_export)
 
     models = sub.add_parser("models", help="list the models")
     models.set_defaults(func=cmd_models)

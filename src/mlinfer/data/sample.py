@@ -123,6 +123,55 @@ def make_rows(n: int, seed: int, labelled: bool = True) -> list[dict]:
     return rows
 
 
+POSITIVE = [
+    "a wonderful film",
+    "brilliant acting",
+    "a moving story",
+    "beautifully shot",
+    "great fun",
+    "an outstanding cast",
+    "a clever script",
+    "one of the best this year",
+    "pure joy",
+    "a masterpiece",
+]
+NEGATIVE = [
+    "a dull film",
+    "wooden acting",
+    "a predictable story",
+    "badly shot",
+    "a waste of time",
+    "a miscast lead",
+    "a lazy script",
+    "one of the worst this year",
+    "pure boredom",
+    "a mess",
+]
+FILLER = [
+    "The director",
+    "Honestly, it was",
+    "My friends and I agreed it was",
+    "From start to finish,",
+    "Despite the hype,",
+    "As a fan of the genre, I found",
+    "In the end it is",
+    "Overall:",
+]
+
+
+def make_reviews(n: int, seed: int) -> list[dict]:
+    """``n`` short labelled movie-review-like texts (``label`` 1 positive, 0 negative), balanced."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        words = POSITIVE if label else NEGATIVE
+        text = " ".join(f"{rng.choice(FILLER)} {rng.choice(words)}." for _ in range(rng.randint(2, 6)))
+        rows.append({"id": f"review-{i:05d}", "text": text, "label": label})
+    rng.shuffle(rows)
+    return rows
+
+
 def write(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

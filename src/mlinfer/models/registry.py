@@ -35,6 +35,7 @@ class ModelSpec:
 
 
 _SK = "mlinfer.models.sklearn:SklearnAdapter"
+_BERT = "mlinfer.models.bert:BertAdapter"
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -45,6 +46,16 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("logreg", "classifiers", _SK, "classification", {"estimator": "logreg"}),
         ModelSpec("svm", "classifiers", _SK, "classification", {"estimator": "svm"}),
         ModelSpec("random_forest", "classifiers", _SK, "classification", {"estimator": "random_forest"}),
+        ModelSpec(
+            "distilbert",
+            "transformers",
+            _BERT,
+            "text-classification",
+            {"model_id": "distilbert-base-uncased-finetuned-sst-2-english"},
+        ),
+        ModelSpec(
+            "bert_base", "transformers", _BERT, "text-classification", {"model_id": "textattack/bert-base-uncased-imdb"}
+        ),
     ]
 }
 

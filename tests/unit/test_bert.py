@@ -1,0 +1,109 @@
+"""BERT family: the real export and loading code on a small DistilBERT trained here on real IMDb reviews."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from mlinfer.models.bert_export import export
+from mlinfer.models.bert_train import train
+from mlinfer.models.registry import load_model
+from mlinfer.runtime.handler import create_handler
+
+from ..conftest import SHARED_DATA, read_jsonl
+
+
+@pytest.fixture(scope="session")
+def reviews() -> list[dict]:
+    """The 2,500 real IMDb reviews, or the project's own labelled review sample where ../shared is absent."""
+    path = SHARED_DATA / "imdb_reviews.jsonl.gz"
+    if path.exists():
+        return read_jsonl(path)
+    from mlinfer.data.sample import make_reviews
+
+    return make_reviews(1000, seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, reviews) -> Path:
+    out = tmp_path_factory.mktemp("tiny-distilbert")
+    report = train(reviews[:600], out, steps=40, dim=32, layers=2, heads=2, max_length=128)
+    assert report["test_items"] == 120
+    return out
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, tiny_bert, reviews) -> Path:
+    root = tmp_path_factory.mktemp("bert-models")
+    export(str(tiny_bert), root / "distilbert", [r["text"] for r in reviews[600:800]], keep_candidates=True)
+    return root
+
+
+def test_adapter_results_are_well_formed(exported, reviews):
+    model = load_model("distilbert", exported)
+    texts = [r["text"] for r in reviews[:20]] + ["short", "x " * 5000]
+    out = model.predict([model.validate({"text": t}) for t in texts])
+    assert len(out) == len(texts)
+    for r in out:
+        assert r["label"] in {"POSITIVE", "NEGATIVE"} and 0.5 <= r["score"] <= 1
+        assert sum(r["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    assert out[-1]["tokens"] == 512  # truncated at 512 tokens
+    # Alone or in a batch: same label and tokens. With int8 weights, activation scales are computed per
+    # sub-batch (dynamic quantisation), so scores may move in the 4th decimal with the batch's neighbours.
+    alone = model.predict([model.validate({"text": texts[0]})])[0]
+    assert alone["label"] == out[0]["label"] and alone["tokens"] == out[0]["tokens"]
+    assert alone["score"] == pytest.approx(out[0]["score"], abs=1e-3)
+
+
+def test_per_item_errors(exported, monkeypatch, lambda_context):
+    monkeypatch.setenv("MODEL_DIR", str(exported))
+    handler = create_handler("distilbert")
+    items = [{"id": 1, "text": "great"}, {"id": 2, "text": ""}, {"id": 3, "text": 7}, {"id": 4, "text": "a" * 100_001}]
+    resp = handler({"items": items}, lambda_context)
+    assert [r.get("error", {}).get("type") for r in resp["results"]] == [
+        None,
+        "EmptyText",
+        "InvalidType",
+        "TextTooLong",
+    ]
+
+
+def test_fast_path_agrees_with_fp32_pytorch(exported, tiny_bert, reviews):
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    texts = [r["text"] for r in reviews[800:900]]
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    ref_model = AutoModelForSequenceClassification.from_pretrained(tiny_bert).eval()
+    chunks = []
+    with torch.no_grad():
+        for i in range(0, len(texts), 10):
+            enc = tok(texts[i : i + 10], truncation=True, max_length=512, padding=True, return_tensors="pt")
+            chunks.append(ref_model(**enc).logits.numpy())
+    ref = np.concatenate(chunks)
+    model = load_model("distilbert", exported)
+    fast = model.logits(model.encode(texts))
+    agreement = float(np.mean(fast.argmax(-1) == ref.argmax(-1)))
+    assert agreement >= 0.99, agreement
+    meta = json.loads((exported / "distilbert" / "meta.json").read_text())
+    assert meta["variant"] in {"int8", "opt"} and meta["guard"][meta["variant"]]["agreement"] >= 0.99
+
+
+def test_export_is_reproducible(tiny_bert, tmp_path, reviews):
+    texts = [r["text"] for r in reviews[:50]]
+    a = export(str(tiny_bert), tmp_path / "a", texts)
+    b = export(str(tiny_bert), tmp_path / "b", texts)
+    digest = [hashlib.sha256((tmp_path / d / "model.onnx").read_bytes()).hexdigest() for d in "ab"]
+    assert digest[0] == digest[1] and a["variant"] == b["variant"]
+    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
+
+
+def test_guard_refuses_a_path_that_disagrees(tiny_bert, tmp_path):
+    with pytest.raises(RuntimeError, match="no candidate passes the accuracy guard"):
+        export(str(tiny_bert), tmp_path / "x", ["a fine film"] * 3, min_agreement=1.01)
