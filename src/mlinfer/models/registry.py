@@ -36,6 +36,7 @@ class ModelSpec:
 
 _SK = "mlinfer.models.sklearn:SklearnAdapter"
 _BERT = "mlinfer.models.bert:BertAdapter"
+_LLAMA = "mlinfer.models.llama:LlamaAdapter"
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -56,6 +57,10 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "bert_base", "transformers", _BERT, "text-classification", {"model_id": "textattack/bert-base-uncased-imdb"}
         ),
+        ModelSpec(
+            "tinyllama_chat", "llama", _LLAMA, "text-generation", {"model_id": "TinyLlama/TinyLlama-1.1B-Chat-v1.0"}
+        ),
+        ModelSpec("tinyllama_v0", "llama", _LLAMA, "text-generation", {"model_id": "Maykeye/TinyLLama-v0"}),
     ]
 }
 

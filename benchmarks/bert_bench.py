@@ -1,0 +1,188 @@
+"""DistilBERT on real IMDb reviews: the common baseline against the ONNX fast path, side by side, 1 thread.
+
+    .venv/bin/python benchmarks/bert_bench.py --n 500            # prints a table (and --json FILE)
+
+Speed model: a full-size DistilBERT-base (6 layers, 768 wide, 30,522-token WordPiece vocabulary learnt
+from the reviews, so token counts are realistic) with random weights: compute does not depend on weight
+values. Accuracy guard: a small DistilBERT trained here on the 2,500-review sample (the fast path must
+agree with fp32 PyTorch on >= 99 % of held-out reviews). Lambda at 1,769 MB has one vCPU, so every path
+runs on one thread; CPU-seconds are measured per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def reviews(n: int) -> list[dict]:
+    from mlinfer.models.sklearn_train import read_jsonl
+
+    path = DATA / "imdb_reviews.jsonl.gz"
+    if path.exists():
+        return read_jsonl(path, n)
+    from mlinfer.data.sample import make_reviews
+
+    return make_reviews(n, seed=3)
+
+
+def build_full_size(work: Path, texts: list[str]) -> Path:
+    """DistilBERT-base dimensions, random weights, a 30,522 WordPiece vocabulary learnt from the texts."""
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    from mlinfer.models.bert_train import train_tokenizer
+
+    out = work / "distilbert-base-random"
+    if (out / "config.json").exists():
+        return out
+    tok = train_tokenizer(texts, vocab_size=30522)
+    config = DistilBertConfig(vocab_size=len(tok), num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"},
+                              label2id={"NEGATIVE": 0, "POSITIVE": 1}, pad_token_id=tok.pad_token_id)  # fmt: skip
+    DistilBertForSequenceClassification(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def run_baseline(model_dir: Path, texts: list[str]) -> dict:
+    """transformers pipeline, fp32, one text at a time (the common way)."""
+    import torch
+    from transformers import pipeline
+
+    torch.set_num_threads(1)
+    clf = pipeline("text-classification", model=str(model_dir), device="cpu")
+    clf(texts[0], truncation=True, max_length=512)
+    t0, c0 = time.perf_counter(), _cpu()
+    preds = [clf(t, truncation=True, max_length=512)[0]["label"] for t in texts]
+    return {"wall_s": time.perf_counter() - t0, "cpu_s": _cpu() - c0, "preds": preds}
+
+
+def run_onnx(path: Path, tokenizer_dir: Path, texts: list[str]) -> dict:
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    from mlinfer.models.bert import BertAdapter
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    tok.enable_truncation(512)
+    tok.no_padding()
+    adapter = BertAdapter("bench", session, tok, {"id2label": {"0": "NEGATIVE", "1": "POSITIVE"}, "max_length": 512})
+    adapter.predict(texts[:4])
+    t0, c0 = time.perf_counter(), _cpu()
+    preds = [r["label"] for r in adapter.predict(texts)]
+    return {"wall_s": time.perf_counter() - t0, "cpu_s": _cpu() - c0, "preds": preds}
+
+
+INIT_BASELINE = """
+import time, resource; t0 = time.perf_counter()
+from transformers import pipeline
+clf = pipeline("text-classification", model={model!r}, device="cpu")
+t1 = time.perf_counter(); clf({text!r}, truncation=True, max_length=512)
+print(t1 - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+INIT_FAST = """
+import time, resource, sys; t0 = time.perf_counter(); sys.path.insert(0, {src!r})
+from pathlib import Path
+from mlinfer.models.bert import BertAdapter
+m = BertAdapter.load(Path({path!r}), "bench")
+t1 = time.perf_counter(); m.predict([{text!r}])
+print(t1 - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def cold(code: str, runs: int = 3) -> tuple[float, float]:
+    """Median import + load seconds in a fresh interpreter, and peak RSS (MB) after one prediction."""
+    out = []
+    for _ in range(runs):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1", "MLINFER_THREADS": "1"})  # fmt: skip
+        out.append([float(x) for x in proc.stdout.split()[-2:]])
+    out.sort()
+    return out[len(out) // 2][0], max(r[1] for r in out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=500, help="IMDb reviews to classify (the set has 2,500)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/mlinfer-bench/bert"))
+    parser.add_argument("--guard-steps", type=int, default=300)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    from mlinfer.cost.pricing import lambda_cost
+    from mlinfer.models.bert_export import export
+    from mlinfer.models.bert_train import train
+
+    rows = reviews(2500)
+    texts = [r["text"] for r in rows[: args.n]]
+    args.work.mkdir(parents=True, exist_ok=True)
+    model_dir = build_full_size(args.work, [r["text"] for r in rows])
+    art = args.work / "artifact"
+    if not (art / "candidates" / "int8.onnx").exists():
+        export(str(model_dir), art, texts[:8], min_agreement=0.0, keep_candidates=True)  # speed model: no guard
+    results = {"baseline (pipeline, fp32, 1 text)": run_baseline(model_dir, texts)}
+    for name, label in (("fp32", "ONNX fp32, dynamic padding"), ("opt", "ONNX fused, dynamic padding"),
+                        ("int8", "ONNX fused + int8, dynamic padding")):  # fmt: skip
+        results[label] = run_onnx(art / "candidates" / f"{name}.onnx", art, texts)
+    base = results["baseline (pipeline, fp32, 1 text)"]
+    init_base = cold(INIT_BASELINE.format(model=str(model_dir), text=texts[0]))
+    init_fast = cold(INIT_FAST.format(src=str(ROOT / "src"), path=str(art), text=texts[0]))
+
+    guard_dir = args.work / "guard-model"
+    if not (guard_dir / "config.json").exists():
+        train(rows[:2000], guard_dir, steps=args.guard_steps, dim=128, layers=2, heads=2)
+    guard = export(str(guard_dir), args.work / "guard-artifact", [r["text"] for r in rows[2000:2500]])["guard"]
+
+    table = []
+    base_ips = len(texts) / base["cpu_s"]
+    for label, r in results.items():
+        ips = len(texts) / r["cpu_s"]
+        agree = sum(a == b for a, b in zip(r["preds"], base["preds"], strict=True)) / len(texts)
+        per_item_ms = 1000 * r["wall_s"] / len(texts)
+        cost = {arch: lambda_cost([round(per_item_ms * 25_000)], 1769, arch).total for arch in ("x86_64", "arm64")}
+        table.append(
+            {
+                "path": label,
+                "items_per_s": len(texts) / r["wall_s"],
+                "items_per_cpu_s": ips,
+                "cpu_s_per_1000": 1000 * r["cpu_s"] / len(texts),
+                "speedup_vs_baseline": ips / base_ips,
+                "agreement_with_baseline": agree,
+                "cost_25k_x86_64": cost["x86_64"],
+                "cost_25k_arm64": cost["arm64"],
+            }
+        )
+    print(f"DistilBERT-base (random weights), {len(texts)} IMDb reviews, 1 thread, {os.cpu_count()} host CPUs\n")
+    print(
+        f"{'path':40} {'items/s':>8} {'items/CPU-s':>11} {'CPU-s/1k':>9} {'x base':>7} {'$25k x86':>9} {'$25k arm':>9}"
+    )
+    for t in table:
+        print(f"{t['path']:40} {t['items_per_s']:8.2f} {t['items_per_cpu_s']:11.2f} {t['cpu_s_per_1000']:9.1f} "
+              f"{t['speedup_vs_baseline']:7.2f} {t['cost_25k_x86_64']:9.4f} {t['cost_25k_arm64']:9.4f}")  # fmt: skip
+    print(f"\ninit (import + load, median of 3): baseline {init_base[0]:.2f} s, fast path {init_fast[0]:.2f} s")
+    print(f"peak RSS after one prediction: baseline {init_base[1]:.0f} MB, fast path {init_fast[1]:.0f} MB")
+    print(f"accuracy guard (small DistilBERT trained here, 500 held-out reviews): {json.dumps(guard)}")
+    if args.json:
+        args.json.write_text(json.dumps({"table": table, "init_s": {"baseline": init_base[0], "fast": init_fast[0]},
+                                         "peak_rss_mb": {"baseline": init_base[1], "fast": init_fast[1]},
+                                         "guard": guard, "n": len(texts)}, indent=2))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
