@@ -48,37 +48,38 @@ def _cell(stats: object, field: str, fmt: str) -> str:
     return "–" if math.isnan(value) else format(value, fmt)
 
 
+def _cell(stats: object, field: str, fmt: str) -> str:
+    if stats is None:
+        return "not run"
+    if stats.status != "ok":
+        return f"skipped ({stats.reason.split(':')[0]})"
+    value = getattr(stats, field)
+    return "–" if math.isnan(value) else format(value, fmt)
+
+
 def table(out: Path, items: int) -> None:
     from mlinfer.bench.recommend import all_options, recommend
     from mlinfer.bench.stats import read_rows, summarize
 
-    print(
-        f"warm median ms per batch of 100 | cold INIT ms | USD per 1,000 items (x86_64), {', '.join(map(str, MEMORY))} MB"
-    )
+    print("| model | figure | " + " | ".join(f"{m} MB" for m in MEMORY) + " |")
+    print("|---|---|" + "---|" * len(MEMORY))
+    figures = [
+        ("warm ms (batch of 100)", "warm_median_ms", ".1f"),
+        ("cold INIT ms", "cold_init_ms", ".0f"),
+        ("USD per 1,000 items", "cost_per_1000_items_usd", ".2e"),
+    ]
     for model in MODELS:
         path = out / model / "invocations.csv"
         if not path.exists():
             continue
         stats = [s for s in summarize(read_rows(path)) if s.architecture == "x86_64"]
         by_mem = {s.memory_mb: s for s in stats}
-
-        def cell(mem: int, field: str, fmt: str) -> str:
-            s = by_mem.get(mem)
-            if s is None or s.status != "ok":
-                return "skipped"
-            v = getattr(s, field)
-            return "–" if math.isnan(v) else format(v, fmt)
-
+        for label, field, fmt in figures:
+            print(f"| {model} | {label} | " + " | ".join(_cell(by_mem.get(m), field, fmt) for m in MEMORY) + " |")
         pick = recommend(all_options(stats, items), "balanced")
-        print(f"| {model} | warm ms | " + " | ".join(cell(m, "warm_median_ms", ".1f") for m in MEMORY) + " |")
-        print(f"| {model} | cold INIT ms | " + " | ".join(cell(m, "cold_init_ms", ".0f") for m in MEMORY) + " |")
-        print(
-            f"| {model} | $/1k items | " + " | ".join(cell(m, "cost_per_1000_items_usd", ".2e") for m in MEMORY) + " |"
-        )
         if pick:
-            print(
-                f"| {model} | balanced pick for {items:,} items | {pick.label()}: {pick.time_s:.1f} s, ${pick.cost_usd:.5f} |"
-            )
+            choice = f"{pick.label()}: {pick.time_s:.1f} s, ${pick.cost_usd:.5f}"
+            print(f"| {model} | balanced pick, {items:,} items | {choice} |")
 
 
 def main() -> None:
