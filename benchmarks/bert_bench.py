@@ -19,20 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT / "src"))
+from common import ROOT, shared_rows
 
 
 def reviews(n: int) -> list[dict]:
-    from mlinfer.models.sklearn_train import read_jsonl
-
-    path = DATA / "imdb_reviews.jsonl.gz"
-    if path.exists():
-        return read_jsonl(path, n)
+    """The real IMDb reviews, or the project's own labelled sample where ../shared is absent."""
     from mlinfer.data.sample import make_reviews
 
-    return make_reviews(n, seed=3)
+    return shared_rows("imdb_reviews.jsonl.gz", n) or make_reviews(n, seed=3)
 
 
 def build_full_size(work: Path, texts: list[str]) -> Path:

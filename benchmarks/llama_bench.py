@@ -20,18 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT / "src"))
+from common import shared_rows
 
 
 def prompts(n: int) -> list[str]:
-    from mlinfer.models.sklearn_train import read_jsonl
-
-    path = DATA / "arc_challenge_test.jsonl.gz"
-    if path.exists():
-        return [r["prompt"] for r in read_jsonl(path, n)]
-    return [f"Question: what is {i} plus {i}?\nAnswer:" for i in range(n)]
+    """Real ARC-Challenge prompts, or simple questions where ../shared is absent."""
+    rows = shared_rows("arc_challenge_test.jsonl.gz", n)
+    return [r["prompt"] for r in rows] if rows else [f"Question: what is {i} plus {i}?\nAnswer:" for i in range(n)]
 
 
 def bandwidth_gb_s() -> float:

@@ -13,11 +13,10 @@ import argparse
 import gzip
 import math
 import shutil
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from common import DATA
+
 MODELS = ["kmeans", "gmm", "pca", "logreg", "svm", "random_forest"]
 MEMORY = [256, 512, 1024, 1769, 3008]
 
@@ -26,7 +25,7 @@ def prepare(out: Path) -> tuple[Path, Path]:
     from mlinfer.data import SAMPLE_PATH
     from mlinfer.models.sklearn_train import train_and_save
 
-    data = ROOT.parent / "shared" / "data" / "emotion.jsonl.gz"
+    data = DATA / "emotion.jsonl.gz"
     data = data if data.exists() else SAMPLE_PATH
     models = out / "models"
     if not all((models / m).is_dir() for m in MODELS):
@@ -37,15 +36,6 @@ def prepare(out: Path) -> tuple[Path, Path]:
         with opener(data, "rb") as src, plain.open("wb") as dst:
             shutil.copyfileobj(src, dst)
     return plain, models
-
-
-def _cell(stats: object, field: str, fmt: str) -> str:
-    if stats is None:
-        return "not run"
-    if stats.status != "ok":
-        return f"skipped ({stats.reason.split(':')[0]})"
-    value = getattr(stats, field)
-    return "–" if math.isnan(value) else format(value, fmt)
 
 
 def _cell(stats: object, field: str, fmt: str) -> str:

@@ -97,13 +97,13 @@ def _bench_worker(conn: Any, model: str, model_dir: str, memory_mb: int, log_dir
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])
     try:
-        runner._worker_init(model, model_dir, memory_mb, "x86_64", log_dir)
+        runner.worker_init(model, model_dir, memory_mb, "x86_64", log_dir)
     except Exception as exc:
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
         return
     conn.send({"ready": True})
     while (event := conn.recv()) is not None:
-        conn.send(runner._worker_invoke(event, 900.0))
+        conn.send(runner.worker_invoke(event, 900.0))
 
 
 class LocalEnvironment:

@@ -68,7 +68,7 @@ class RunConfig:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(model: str, model_dir: str | None, memory_mb: int, architecture: str, log_dir: str) -> None:
+def worker_init(model: str, model_dir: str | None, memory_mb: int, architecture: str, log_dir: str) -> None:
     """Runs once per worker: Lambda-like environment, then the INIT phase (imports + model load)."""
     os.environ.update(
         MODEL_NAME=model,
@@ -89,7 +89,7 @@ def _worker_init(model: str, model_dir: str | None, memory_mb: int, architecture
     _WORKER.update(handler=handler, log=log, init_ms=(time.perf_counter() - t0) * 1000, cold=True, memory=memory_mb)
 
 
-def _worker_invoke(event: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+def worker_invoke(event: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     """One invocation of the handler, framed by Lambda-style platform log lines."""
     ctx = LocalContext(
         function_name=f"mlinfer-{os.environ['MODEL_NAME']}", memory_limit_in_mb=_WORKER["memory"], timeout_s=timeout_s
@@ -140,7 +140,7 @@ class RunResult:
 
 def _pool(cfg: RunConfig, workers: int, log_dir: Path) -> ProcessPoolExecutor:
     init_args = (cfg.model, str(cfg.model_dir), cfg.memory_mb, cfg.architecture, str(log_dir))
-    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=init_args)
+    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=worker_init, initargs=init_args)
 
 
 def _run_parallel(cfg: RunConfig, entries: list[dict[str, Any]], log_dir: Path) -> Iterator[dict[str, Any]]:
@@ -152,7 +152,7 @@ def _run_parallel(cfg: RunConfig, entries: list[dict[str, Any]], log_dir: Path) 
 
         def submit(entry: dict[str, Any]) -> None:
             event = {"source": entry["source"], "output": entry["output"], "batch": entry["index"]}
-            pending.add(pool.submit(_worker_invoke, event, cfg.timeout_s))
+            pending.add(pool.submit(worker_invoke, event, cfg.timeout_s))
 
         for entry in queue:
             submit(entry)
@@ -172,7 +172,7 @@ def _run_monolithic(cfg: RunConfig, plan_uri: str, log_dir: Path) -> Iterator[di
     with _pool(cfg, 1, log_dir) as pool:
         cursor = 0
         while True:
-            inv = pool.submit(_worker_invoke, {"plan": {"uri": plan_uri}, "cursor": cursor}, cfg.timeout_s).result()
+            inv = pool.submit(worker_invoke, {"plan": {"uri": plan_uri}, "cursor": cursor}, cfg.timeout_s).result()
             yield inv
             if inv["error"] or inv["response"]["done"]:
                 return
