@@ -60,7 +60,10 @@ def test_projection_by_hand():
 
 def test_monolithic_projection_by_hand():
     (s,) = summarize(rows(durations=(200,) * 5))
-    par, mono = project(s, 1000)
+    par, fan, mono = project(s, 1000)
+    # fan-out: one function per batch (10), each a cold start: one round of 1,050 ms, 10 cold invocations
+    assert fan.concurrency == 10 and fan.time_s == pytest.approx(1.05)
+    assert fan.lambda_usd == pytest.approx(10 * 1.05 * 0.0000166667 + 10 * 0.0000002)
     assert mono.mode == "monolithic" and mono.time_s == pytest.approx((1050 + 9 * 200) / 1000)
     assert mono.lambda_usd == pytest.approx(math.ceil(1050 + 9 * 200) / 1000 * 0.0000166667 + 0.0000002)
     assert mono.orchestration_usd == pytest.approx(7 * 0.000025)  # 5 fixed + RunMonolithic + MoreBatches

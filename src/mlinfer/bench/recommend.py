@@ -20,6 +20,8 @@ from mlinfer.cost.pricing import billed_ms, lambda_cost
 from mlinfer.cost.stepfunctions import monolithic_transitions, parallel_transitions, stepfunctions_cost
 
 LAMBDA_MAX_MS = 900_000
+#: Lambda's default account concurrency: the widest fan-out projected without a quota increase.
+FAN_OUT_LIMIT = 1000
 
 
 @dataclass
@@ -45,26 +47,41 @@ class Option:
         return f"{self.mode} {self.memory_mb} MB {self.architecture} batch {self.batch_size}{conc}"
 
 
-def project(stats: ConfigStats, items: int, region: str = "us-east-1") -> list[Option]:
-    """Parallel and monolithic projections of a job of ``items`` items under one configuration."""
+def _parallel(stats: ConfigStats, n: int, concurrency: int, region: str) -> Option:
+    warm, cold = stats.warm_median_ms, stats.cold_init_ms + stats.cold_duration_ms
+    envs = min(concurrency, n)
+    rounds = math.ceil(n / concurrency)
+    billed = [billed_ms(cold)] * envs + [billed_ms(warm)] * (n - envs)
+    lam = lambda_cost(billed, stats.memory_mb, stats.architecture, region=region).total
+    sfn = stepfunctions_cost(parallel_transitions(n), [warm] * n, region=region).total
+    time_s = (cold + (rounds - 1) * warm) / 1000
+    return Option(
+        "parallel", stats.memory_mb, stats.architecture, stats.batch_size, concurrency, n, time_s, lam, sfn, lam + sfn
+    )
+
+
+def project(stats: ConfigStats, items: int, region: str = "us-east-1", fan_out: bool = True) -> list[Option]:
+    """Parallel and monolithic projections of a job of ``items`` items under one configuration.
+
+    With ``fan_out``, a configuration measured one environment at a time is also projected at one
+    function per batch (up to :data:`FAN_OUT_LIMIT`): Lambda environments do not share CPUs, so the
+    per-batch duration measured alone carries over.
+    """
     if stats.status != "ok" or math.isnan(stats.cold_init_ms):
         return []
     n = math.ceil(items / stats.batch_size)
     warm, cold = stats.warm_median_ms, stats.cold_init_ms + stats.cold_duration_ms
     price = (stats.memory_mb, stats.architecture)
-    envs = min(stats.concurrency, n)
-    rounds = math.ceil(n / stats.concurrency)
-    par_lambda = lambda_cost([billed_ms(cold)] * envs + [billed_ms(warm)] * (n - envs), *price, region=region).total
-    par_sfn = stepfunctions_cost(parallel_transitions(n), [warm] * n, region=region).total
-    par = Option("parallel", *price[:1], stats.architecture, stats.batch_size, stats.concurrency, n,
-                 (cold + (rounds - 1) * warm) / 1000, par_lambda, par_sfn, par_lambda + par_sfn)  # fmt: skip
+    options = [_parallel(stats, n, stats.concurrency, region)]
+    if fan_out and stats.concurrency == 1 and n > 1:
+        options.append(_parallel(stats, n, min(n, FAN_OUT_LIMIT), region))
     mono_ms = cold + (n - 1) * warm
     invocations = max(1, math.ceil(mono_ms / LAMBDA_MAX_MS))
     mono_lambda = lambda_cost([billed_ms(mono_ms / invocations)] * invocations, *price, region=region).total
     mono_sfn = stepfunctions_cost(monolithic_transitions(invocations), region=region).total
     mono = Option("monolithic", stats.memory_mb, stats.architecture, stats.batch_size, 1, n, mono_ms / 1000,
                   mono_lambda, mono_sfn, mono_lambda + mono_sfn)  # fmt: skip
-    return [par] if stats.concurrency > 1 else [par, mono]
+    return options if stats.concurrency > 1 else [*options, mono]
 
 
 def all_options(stats: list[ConfigStats], items: int, region: str = "us-east-1") -> list[Option]:
