@@ -85,19 +85,19 @@ def run_onnx(path: Path, tokenizer_dir: Path, texts: list[str]) -> dict:
 
 
 INIT_BASELINE = """
-import time, resource; t0 = time.perf_counter()
+import time, sys; t0 = time.perf_counter(); sys.path.insert(0, {src!r})
 from transformers import pipeline
 clf = pipeline("text-classification", model={model!r}, device="cpu")
 t1 = time.perf_counter(); clf({text!r}, truncation=True, max_length=512)
-print(t1 - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+from mlinfer.local.context import peak_rss_mb; print(t1 - t0, peak_rss_mb())
 """
 INIT_FAST = """
-import time, resource, sys; t0 = time.perf_counter(); sys.path.insert(0, {src!r})
+import time, sys; t0 = time.perf_counter(); sys.path.insert(0, {src!r})
 from pathlib import Path
 from mlinfer.models.bert import BertAdapter
 m = BertAdapter.load(Path({path!r}), "bench")
 t1 = time.perf_counter(); m.predict([{text!r}])
-print(t1 - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+from mlinfer.local.context import peak_rss_mb; print(t1 - t0, peak_rss_mb())
 """
 
 
@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/mlinfer-bench/bert"))
     parser.add_argument("--guard-steps", type=int, default=300)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--init-only", action="store_true", help="only the cold-start and memory figures")
     args = parser.parse_args()
     from mlinfer.cost.pricing import lambda_cost
     from mlinfer.models.bert_export import export
@@ -130,12 +131,18 @@ def main() -> None:
     art = args.work / "artifact"
     if not (art / "candidates" / "int8.onnx").exists():
         export(str(model_dir), art, texts[:8], min_agreement=0.0, keep_candidates=True)  # speed model: no guard
+    if args.init_only:
+        init_base = cold(INIT_BASELINE.format(src=str(ROOT / "src"), model=str(model_dir), text=texts[0]))
+        init_fast = cold(INIT_FAST.format(src=str(ROOT / "src"), path=str(art), text=texts[0]))
+        print(f"init (import + load, median of 3): baseline {init_base[0]:.2f} s, fast path {init_fast[0]:.2f} s")
+        print(f"peak RSS after one prediction: baseline {init_base[1]:.0f} MB, fast path {init_fast[1]:.0f} MB")
+        return
     results = {"baseline (pipeline, fp32, 1 text)": run_baseline(model_dir, texts)}
     for name, label in (("fp32", "ONNX fp32, dynamic padding"), ("opt", "ONNX fused, dynamic padding"),
                         ("int8", "ONNX fused + int8, dynamic padding")):  # fmt: skip
         results[label] = run_onnx(art / "candidates" / f"{name}.onnx", art, texts)
     base = results["baseline (pipeline, fp32, 1 text)"]
-    init_base = cold(INIT_BASELINE.format(model=str(model_dir), text=texts[0]))
+    init_base = cold(INIT_BASELINE.format(src=str(ROOT / "src"), model=str(model_dir), text=texts[0]))
     init_fast = cold(INIT_FAST.format(src=str(ROOT / "src"), path=str(art), text=texts[0]))
 
     guard_dir = args.work / "guard-model"

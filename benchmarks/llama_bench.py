@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,7 @@ def bandwidth_gb_s() -> float:
 def run(model_dir: str, quantize: str, texts: list[str], new_tokens: int, threads: int) -> dict:
     os.environ["LLAMA_QUANTIZE"] = quantize
     os.environ["MLINFER_THREADS"] = str(threads)
+    from mlinfer.local.context import peak_rss_mb
     from mlinfer.models.llama import LlamaAdapter
 
     t0 = time.perf_counter()
@@ -65,7 +65,7 @@ def run(model_dir: str, quantize: str, texts: list[str], new_tokens: int, thread
         "ttft_ms": statistics.median(o["ttft_ms"] for o in outs),
         "prompt_tokens": statistics.median(o["prompt_tokens"] for o in outs),
         "weight_bytes": weight_bytes,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 

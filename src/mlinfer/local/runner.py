@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import resource
 import sys
 import time
 import uuid
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlinfer.cost.pricing import billed_ms
-from mlinfer.local.context import LocalContext
+from mlinfer.local.context import LocalContext, peak_rss_mb
 from mlinfer.runtime.storage import read_bytes, write_bytes
 from mlinfer.workflow.layout import RunLayout
 from mlinfer.workflow.plan import RunRequest, make_plan
@@ -105,7 +104,7 @@ def worker_invoke(event: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         except Exception as exc:  # a failed invocation: recorded like the workflow's Catch does
             error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
     duration = (time.perf_counter() - t0) * 1000
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = peak_rss_mb()
     init = f"\tInit Duration: {_WORKER['init_ms']:.2f} ms" if cold else ""
     billed = billed_ms(duration + (_WORKER["init_ms"] if cold else 0.0))  # Lambda bills INIT since 2025-08
     log.write(f"END RequestId: {ctx.aws_request_id}\n")
