@@ -70,7 +70,8 @@ class LlamaAdapter(ModelAdapter):
         except OSError as exc:
             raise ModelLoadError(f"model {name!r}: cannot load {path}: {exc}") from exc
         if quantize == "int8":
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            # In place: each fp32 Linear is dropped as its int8 twin replaces it, so both never coexist.
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
         elif quantize != "none":
             raise ModelLoadError(f"LLAMA_QUANTIZE must be none or int8, got {quantize!r}")
         meta["quantize"] = quantize
