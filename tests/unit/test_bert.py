@@ -107,3 +107,11 @@ def test_export_is_reproducible(tiny_bert, tmp_path, reviews):
 def test_guard_refuses_a_path_that_disagrees(tiny_bert, tmp_path):
     with pytest.raises(RuntimeError, match="no candidate passes the accuracy guard"):
         export(str(tiny_bert), tmp_path / "x", ["a fine film"] * 3, min_agreement=1.01)
+
+
+def test_attention_is_fused(exported):
+    import onnx
+
+    graph = onnx.load(str(exported / "distilbert" / "candidates" / "opt.onnx")).graph
+    fused = sum(1 for n in graph.node if n.op_type == "Attention")
+    assert fused == 2  # one per layer of the 2-layer model
