@@ -95,5 +95,5 @@ def test_function_answers_its_event(model, built_template):
     items = json.loads(event.read_text())["items"]
     assert response["model"] == model and response["items"] == len(items)
     assert [r["id"] for r in response["results"]] == [i["id"] for i in items]
-    assert response["failed"] == sum(1 for i in items if not (i.get("text") or i.get("prompt")).strip())
+    assert response["failed"] == sum(1 for i in items if not (i.get("text") or i.get("prompt") or "").strip())
     assert "REPORT RequestId" in proc.stderr and '"ItemsProcessed"' in proc.stderr  # platform line and EMF
