@@ -43,8 +43,8 @@ demo: models ## Run a whole batch job locally on the shipped sample, then a file
 	@echo "results: out/demo-*/results.jsonl, summaries: out/demo-*/summary.json"
 
 lint: install ## ruff, cfn-lint and sam validate --lint
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks functions
+	$(BIN)/ruff format --check src tests benchmarks functions
 	$(BIN)/cfn-lint template.yaml
 	$(SAM) validate --lint
 

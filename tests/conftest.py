@@ -64,3 +64,36 @@ def lambda_context():
     from mlinfer.local.context import LocalContext
 
     return LocalContext(function_name="test-fn", memory_limit_in_mb=1024)
+
+
+@pytest.fixture(scope="session")
+def image_paths() -> list[Path]:
+    """Real ImageNet photos: the 50 in ../shared/data/imagenet-samples, else the three shipped in events/."""
+    shared = sorted((SHARED_DATA / "imagenet-samples").glob("*.JPEG"))
+    return shared or sorted((ROOT / "events" / "images").glob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def resnet_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small ResNet (ResNet-50's layout, fewer and narrower blocks, random weights) saved and split by
+    the real export code into ``<root>/resnet50``: the whole graph and its five stages."""
+    from mlinfer.models.resnet_export import build_random, export
+
+    root = tmp_path_factory.mktemp("resnet")
+    build_random(root / "source", full_size=False, num_labels=10)
+    export(root / "source", root / "resnet50")
+    return root
+
+
+@pytest.fixture(scope="session")
+def full_resnet() -> object:
+    """ResNet-50 (full size, random weights) as a PyTorch model, saved and read back with from_pretrained."""
+    import tempfile
+
+    from transformers import ResNetForImageClassification
+
+    from mlinfer.models.resnet_export import build_random
+
+    with tempfile.TemporaryDirectory() as tmp:
+        build_random(Path(tmp))
+        return ResNetForImageClassification.from_pretrained(tmp).eval()

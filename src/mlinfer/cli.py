@@ -161,13 +161,22 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from mlinfer.models.bert_export import export
     from mlinfer.models.registry import get_spec
     from mlinfer.models.sklearn_train import read_jsonl
 
     spec = get_spec(args.model)
+    if spec.family == "resnet":
+        from mlinfer.models import resnet_export
+
+        artifact = spec.options["artifact"]
+        out = args.out or Path("artifacts") / artifact
+        source = ["--random"] if args.random else ["--model", args.source or spec.options["model_id"]]
+        argv = ["--out", str(out), *source]
+        return resnet_export.main(argv)
     if not spec.adapter.endswith("BertAdapter"):
-        raise ValueError(f"mlinfer export handles the BERT family; {args.model} is {spec.family}")
+        raise ValueError(f"mlinfer export handles the BERT and ResNet families; {args.model} is {spec.family}")
+    from mlinfer.models.bert_export import export
+
     source = args.source or spec.options["model_id"]
     texts = [r["text"] for r in read_jsonl(args.guard_data, 500)] if args.guard_data else None
     meta = export(source, args.out or Path("artifacts") / args.model, texts, args.quantize)
@@ -249,12 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
     rec.set_defaults(func=cmd_recommend)
 
-    exp = sub.add_parser("export", help="export a BERT-family model to ONNX (artifacts/<model>, for image builds)")
+    exp = sub.add_parser("export", help="export a BERT or ResNet model to ONNX (artifacts/<model>, for image builds)")
     exp.add_argument("--model", required=True, choices=sorted(MODELS))
     exp.add_argument("--source", help="Hugging Face id or local folder (default: the registry's model id)")
     exp.add_argument("--out", type=Path, help="default: artifacts/<model>")
     exp.add_argument("--guard-data", type=Path, help="JSONL(.gz) with 'text' for the accuracy guard")
     exp.add_argument("--quantize", choices=["auto", "int8", "none"], default="auto")
+    exp.add_argument("--random", action="store_true", help="ResNet: a full-size ResNet-50 with random weights")
     exp.set_defaults(func=cmd_export)
 
     models = sub.add_parser("models", help="list the models")

@@ -46,7 +46,7 @@ def definition(plan_arn: str, summarize_arn: str) -> str:
 class Stack:
     """A moto account with the bucket, the functions and the state machine of template.yaml."""
 
-    def __init__(self, seam: LambdaSeam) -> None:
+    def __init__(self, seam: LambdaSeam, models: tuple[str, ...] = MODELS) -> None:
         self.seam = seam
         self.s3 = boto3.client("s3", region_name="us-east-1")
         self.sfn = boto3.client("stepfunctions", region_name="us-east-1")
@@ -64,7 +64,7 @@ class Stack:
         plan_arn, summarize_arn = function("mlinfer-plan"), function("mlinfer-summarize")
         seam.handlers["mlinfer-plan"] = plan_handler
         seam.handlers["mlinfer-summarize"] = summarize_handler
-        for model in MODELS:
+        for model in models:
             function(f"mlinfer-{model}")
             seam.handlers[f"mlinfer-{model}"] = create_handler(model)
         self.machine = self.sfn.create_state_machine(

@@ -318,15 +318,15 @@ def run_sweep(cfg: SweepConfig, function: str | None = None) -> Path:
     """Run the sweep (on AWS when ``function`` is given) and write ``<output>/invocations.csv``."""
     from tqdm import tqdm
 
-    from mlinfer.models.registry import get_spec, model_dir
+    from mlinfer.models.registry import artifact_path, get_spec, model_dir
 
     get_spec(cfg.model)
     items = load_items(cfg.input)
     cfg.output.mkdir(parents=True, exist_ok=True)
     if function is None:
         cfg.model_dir = cfg.model_dir or model_dir()
-        if not (cfg.model_dir / cfg.model).is_dir():
-            raise FileNotFoundError(f"no trained model at {cfg.model_dir / cfg.model}")
+        if not artifact_path(cfg.model, cfg.model_dir).is_dir():
+            raise FileNotFoundError(f"no trained model at {artifact_path(cfg.model, cfg.model_dir)}")
         rows = local_invocations(cfg, items)
     else:
         rows = aws_invocations(cfg, function, items)

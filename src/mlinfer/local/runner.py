@@ -182,14 +182,13 @@ def run_local(cfg: RunConfig) -> RunResult:
     """Run the whole job; write ``results.jsonl`` (one line per input line, in order) and ``summary.json``."""
     from tqdm import tqdm
 
-    from mlinfer.models.registry import get_spec, model_dir
+    from mlinfer.models.registry import artifact_path, get_spec, model_dir
 
     get_spec(cfg.model)  # unknown model: fail before starting workers
     cfg.model_dir = cfg.model_dir or model_dir()
-    if not (cfg.model_dir / cfg.model).is_dir():
-        raise FileNotFoundError(
-            f"no trained model at {cfg.model_dir / cfg.model}; train it first: mlinfer train --models {cfg.model}"
-        )
+    if not artifact_path(cfg.model, cfg.model_dir).is_dir():
+        where = artifact_path(cfg.model, cfg.model_dir)
+        raise FileNotFoundError(f"no trained model at {where}; train it first: mlinfer train --models {cfg.model}")
     if not cfg.input.is_file():
         raise FileNotFoundError(f"input file not found: {cfg.input}")
     cfg.output.mkdir(parents=True, exist_ok=True)

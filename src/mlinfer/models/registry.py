@@ -37,6 +37,8 @@ class ModelSpec:
 _SK = "mlinfer.models.sklearn:SklearnAdapter"
 _BERT = "mlinfer.models.bert:BertAdapter"
 _LLAMA = "mlinfer.models.llama:LlamaAdapter"
+_RESNET = "mlinfer.models.resnet:ResNetAdapter"
+_RESNET_ID = {"model_id": "microsoft/resnet-50", "artifact": "resnet50"}
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -61,6 +63,11 @@ MODELS: dict[str, ModelSpec] = {
             "tinyllama_chat", "llama", _LLAMA, "text-generation", {"model_id": "TinyLlama/TinyLlama-1.1B-Chat-v1.0"}
         ),
         ModelSpec("tinyllama_v0", "llama", _LLAMA, "text-generation", {"model_id": "Maykeye/TinyLLama-v0"}),
+        ModelSpec("resnet50", "resnet", _RESNET, "image-classification", {**_RESNET_ID, "stage": None}),
+        *[
+            ModelSpec(f"resnet50_stage{k}", "resnet", _RESNET, "image-classification-stage", {**_RESNET_ID, "stage": k})
+            for k in range(5)
+        ],
     ]
 }
 
@@ -78,7 +85,11 @@ def model_dir() -> Path:
     return Path(os.environ.get("MODEL_DIR", DEFAULT_MODEL_DIR))
 
 
+def artifact_path(name: str, root: Path | None = None) -> Path:
+    """``<root>/<artifact>``: a model's own folder, or the one it shares (the ResNet stages share one)."""
+    return (root or model_dir()) / get_spec(name).options.get("artifact", name)
+
+
 def load_model(name: str, root: Path | None = None) -> ModelAdapter:
-    """Load model ``name`` from ``<root>/<name>`` with its family adapter."""
-    spec = get_spec(name)
-    return spec.adapter_class().load((root or model_dir()) / name, name=name)
+    """Load model ``name`` from its artifact folder with its family adapter."""
+    return get_spec(name).adapter_class().load(artifact_path(name, root), name=name)

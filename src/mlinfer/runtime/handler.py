@@ -21,7 +21,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from mlinfer.models.base import ModelAdapter
-from mlinfer.models.registry import get_spec, model_dir
+from mlinfer.models.registry import artifact_path, get_spec
 from mlinfer.runtime import metrics as m
 from mlinfer.runtime.errors import InvalidEventError, UnknownModelError
 from mlinfer.runtime.events import BatchRequest, BatchResponse, ItemResult, parse_event
@@ -61,7 +61,7 @@ class InferenceRuntime:
         adapter_class = spec.adapter_class()  # imports the family's libraries (counted as import time)
         self.threads = configure_threads()
         t0 = time.perf_counter()
-        self.adapter = adapter or adapter_class.load(model_dir() / self.model_name, name=self.model_name)
+        self.adapter = adapter or adapter_class.load(artifact_path(self.model_name), name=self.model_name)
         self.model_load_ms = (time.perf_counter() - t0) * 1000
         self.import_ms = (t0 - _IMPORTED_AT) * 1000
         self.invocations = 0

@@ -1,0 +1,173 @@
+"""ResNet-50 split across five functions: the pipeline's real ASL, executed by moto's Step Functions
+interpreter, with the stage functions' real handlers behind the seam (tests/aws_seam.py); and the
+data-parallel alternative, images fanned out by the batch workflow.
+
+The model is a small ResNet of ResNet-50's layout (random weights) exported by the real code.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from mlinfer.models.registry import MODELS
+from mlinfer.runtime.events import parse_event
+from mlinfer.runtime.handler import InferenceRuntime, create_handler
+
+from ..aws_seam import Fault, LambdaSeam
+from .test_workflow import BUCKET, MOTO_CONFIG, Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+ASL = ROOT / "statemachine" / "resnet_pipeline.asl.json"
+PREFIX = f"s3://{BUCKET}/pipeline/run-1/"
+
+
+class PipelineStack:
+    """The bucket, the five stage functions and the pipeline state machine of template.yaml, in moto."""
+
+    def __init__(self, seam: LambdaSeam) -> None:
+        self.seam = seam
+        self.s3 = boto3.client("s3", region_name="us-east-1")
+        self.sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        self.s3.create_bucket(Bucket=BUCKET)
+        role = boto3.client("iam", region_name="us-east-1").create_role(
+            RoleName="pipeline", AssumeRolePolicyDocument="{}"
+        )["Role"]["Arn"]
+        lam = boto3.client("lambda", region_name="us-east-1")
+        text = ASL.read_text()
+        for k in range(5):
+            name = f"mlinfer-resnet50_stage{k}"
+            arn = lam.create_function(
+                FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler",
+                Code={"ZipFile": b"placeholder: invocations go through tests/aws_seam.py"},
+            )["FunctionArn"]  # fmt: skip
+            seam.handlers[name] = create_handler(f"resnet50_stage{k}")
+            text = text.replace(f"${{ResNetStage{k}FunctionArn}}", arn)
+        assert "${" not in text
+        self.machine = self.sfn.create_state_machine(name="resnet-pipeline", definition=text, roleArn=role)[
+            "stateMachineArn"
+        ]
+
+    def run(self, request: dict, timeout: float = 180) -> dict:
+        arn = self.sfn.start_execution(
+            stateMachineArn=self.machine, name=f"run-{uuid.uuid4().hex[:8]}", input=json.dumps(request)
+        )["executionArn"]
+        deadline = time.monotonic() + timeout
+        while (desc := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+            assert time.monotonic() < deadline, "execution did not finish"
+            time.sleep(0.1)
+        return desc
+
+    def read(self, uri: str) -> bytes:
+        bucket, key = uri[len("s3://") :].split("/", 1)
+        return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def keys(self, prefix: str) -> list[str]:
+        listed = self.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+        return [o["Key"] for o in listed.get("Contents", [])]
+
+
+@pytest.fixture()
+def pipeline(resnet_root, monkeypatch):
+    monkeypatch.setenv("MODEL_DIR", str(resnet_root))
+    seam = LambdaSeam()
+    seam.install(monkeypatch)
+    with mock_aws(config=MOTO_CONFIG):
+        yield PipelineStack(seam)
+
+
+def image_items(stack_s3, image_paths: list[Path]) -> list[dict]:
+    """Photos by S3 key (state payloads stay far under 256 KB), plus one small thumbnail inline (base64)."""
+    items = []
+    for path in image_paths:
+        stack_s3.put_object(Bucket=BUCKET, Key=f"images/{path.name}", Body=path.read_bytes())
+        items.append({"id": path.stem, "uri": f"s3://{BUCKET}/images/{path.name}"})
+    thumb = sorted((ROOT / "events" / "images").glob("*.jpg"))[0]
+    return [*items, {"id": f"inline-{thumb.stem}", "image": base64.b64encode(thumb.read_bytes()).decode()}]
+
+
+def whole_model(items: list[dict]) -> dict:
+    results, _ = InferenceRuntime("resnet50").run_batch(parse_event({"items": items}))
+    return {r.id: r.to_line() for r in results}
+
+
+def test_pipeline_runs_five_stages_and_equals_the_whole_model(pipeline, image_paths):
+    photos = image_items(pipeline.s3, image_paths[:8])
+    bad = [{"id": "bad-base64", "image": "%%%"}, {"id": "bad-key", "uri": f"s3://{BUCKET}/images/none.jpg"}]
+    batches = [{"items": photos[0:4]}, {"items": photos[4:8] + bad[:1]}, {"items": photos[8:] + bad[1:]}]
+    desc = pipeline.run({"batches": batches, "options": {"activations": PREFIX}, "maxConcurrency": 2})
+    assert desc["status"] == "SUCCEEDED", desc
+    out = json.loads(desc["output"])
+    assert [b["batch"] for b in out["batches"]] == [0, 1, 2]
+    assert sum(b["items"] for b in out["batches"]) == 11 and sum(b["failed"] for b in out["batches"]) == 2
+    assert set(out["batches"][0]["timingsMs"]) == {f"stage{k}" for k in range(5)}
+
+    lines = [json.loads(x) for b in out["batches"] for x in pipeline.read(b["resultsUri"]).decode().splitlines()]
+    assert [x["id"] for x in lines] == [i["id"] for b in batches for i in b["items"]]  # every image, in order
+    want = whole_model(photos + bad)
+    for line in lines:
+        if "error" in line:  # the reason found at stage 0 survives the four later stages
+            assert line["error"] == want[line["id"]]["error"]
+            continue
+        assert [t["class"] for t in line["result"]["top5"]] == [t["class"] for t in want[line["id"]]["result"]["top5"]]
+    for k in range(4):  # one activation object per batch at each stage boundary, none in the state
+        assert len(pipeline.keys(f"pipeline/run-1/stage{k}/")) == 3
+    assert len(desc["output"]) < 5_000
+
+
+def test_a_throttled_stage_is_retried(pipeline, image_paths):
+    pipeline.seam.faults.append(Fault(lambda fn, ev: fn.endswith("stage2"), "throttle", times=1))
+    batches = [{"items": image_items(pipeline.s3, image_paths[:1])}]
+    desc = pipeline.run({"batches": batches, "options": {"activations": PREFIX}, "maxConcurrency": 1})
+    assert desc["status"] == "SUCCEEDED"
+    assert [c[2] for c in pipeline.seam.calls if c[0].endswith("stage2")] == ["throttle", "ok"]
+
+
+@pytest.mark.parametrize(
+    "request_body",
+    [
+        {"batches": [{"items": []}], "maxConcurrency": 1},  # no place for activations
+        {"options": {"activations": PREFIX}, "maxConcurrency": 1},  # no batches
+        {"batches": [], "options": {"activations": PREFIX}},  # no concurrency bound
+    ],
+)
+def test_an_incomplete_request_fails_up_front(pipeline, request_body):
+    desc = pipeline.run(request_body)
+    assert desc["status"] == "FAILED" and desc["error"] == "InvalidRequest"
+    assert not pipeline.seam.calls
+
+
+def test_data_parallel_fan_out_through_the_batch_workflow(resnet_root, image_paths, monkeypatch):
+    """The parallelism ResNet-50 really offers: images across functions, each with the whole model."""
+    monkeypatch.setenv("MODEL_DIR", str(resnet_root))
+    monkeypatch.setenv("MODEL_FUNCTIONS", json.dumps({m: f"mlinfer-{m}" for m in MODELS}))
+    monkeypatch.setenv("MAP_CHILD_EXECUTION_TYPE", "STANDARD")
+    seam = LambdaSeam()
+    seam.install(monkeypatch)
+    with mock_aws(config=MOTO_CONFIG):
+        stack = Stack(seam, models=("resnet50",))
+        items = [*image_items(stack.s3, image_paths[:9]), {"id": "bad-image", "image": "AAAA"}]
+        uri = stack.put_input("in/images.jsonl", [json.dumps(i) for i in items])
+        request = {"model": "resnet50", "input": uri, "output": f"s3://{BUCKET}/out/img/", "batchSize": 3}
+        desc = stack.run({**request, "maxConcurrency": 4})
+        assert desc["status"] == "SUCCEEDED", desc
+        summary = json.loads(stack.read(f"s3://{BUCKET}/out/img/summary.json"))
+        assert summary["items"] == 11 and summary["results"] == 10 and summary["errors"] == 1
+        assert summary["batches"] == 4 and len([c for c in seam.calls if c[0] == "mlinfer-resnet50"]) == 4
+        results = [json.loads(x) for x in stack.read(f"s3://{BUCKET}/out/img/results.jsonl").decode().splitlines()]
+        want = whole_model(items)
+        assert [r["id"] for r in results] == [i["id"] for i in items]
+        for r in results:  # the same answer as one function over all images (scores to batching noise)
+            w = want[r["id"]]
+            if "error" in w:
+                assert r["error"] == w["error"]
+                continue
+            assert [t["class"] for t in r["result"]["top5"]] == [t["class"] for t in w["result"]["top5"]]
+            assert r["result"]["top5"][0]["score"] == pytest.approx(w["result"]["top5"][0]["score"], abs=1e-4)
