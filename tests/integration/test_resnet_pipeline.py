@@ -121,6 +121,12 @@ def test_pipeline_runs_five_stages_and_equals_the_whole_model(pipeline, image_pa
         assert len(pipeline.keys(f"pipeline/run-1/stage{k}/")) == 3
     assert len(desc["output"]) < 5_000
 
+    from mlinfer.cost.stepfunctions import pipeline_transitions
+
+    history = pipeline.sfn.get_execution_history(executionArn=desc["executionArn"], maxResults=1000)["events"]
+    entered = [e for e in history if e["type"].endswith("StateEntered")]
+    assert len(entered) == pipeline_transitions(3)  # what the cost model bills is what the interpreter ran
+
 
 def test_a_throttled_stage_is_retried(pipeline, image_paths):
     pipeline.seam.faults.append(Fault(lambda fn, ev: fn.endswith("stage2"), "throttle", times=1))

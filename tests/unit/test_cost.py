@@ -65,6 +65,9 @@ def test_step_functions_transitions_by_hand():
     assert parallel_transitions(10, failed_batches=2, standard_children=True) == 16 + 10 + 2
     # monolithic with 4 invocations: 5 fixed + RunMonolithic x4 + MoreBatches x4 + Advance x3
     assert monolithic_transitions(4) == 5 + 4 + 4 + 3
+    from mlinfer.cost.stepfunctions import pipeline_transitions
+
+    assert pipeline_transitions(3) == 3 + 3 * 6 and pipeline_transitions(1, retries=2) == 11
 
 
 def test_step_functions_cost_by_hand():
@@ -79,3 +82,10 @@ def test_step_functions_cost_by_hand():
     assert cost.express_gb_seconds == pytest.approx(0.01875)
     assert cost.express == pytest.approx(0.01875 * 0.00001667 + 2e-6)
     assert cost.total == pytest.approx(16 * 0.000025 + 0.01875 * 0.00001667 + 2e-6)
+
+
+def test_s3_request_cost_by_hand():
+    from mlinfer.cost.pricing import s3_request_cost
+
+    # 1,000 PUTs at $0.005 per 1,000 and 10,000 GETs at $0.0004 per 1,000 (us-east-1).
+    assert s3_request_cost(1000, 10_000) == pytest.approx(0.005 + 0.004)

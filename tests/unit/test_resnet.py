@@ -118,7 +118,7 @@ def test_each_stage_loads_only_its_own_graph(resnet_root):
         assert adapter.stage == k and Path(adapter.session._model_path).name == f"stage{k}.onnx"
 
 
-@pytest.mark.parametrize("encoding", ["fp32", "fp16+zlib"])
+@pytest.mark.parametrize("encoding", ["fp32", "fp16", "fp16+zlib"])
 def test_stage_chain_equals_whole_model(resnet_root, image_paths, monkeypatch, tmp_path, encoding):
     items = [{"id": p.name, "image": b64(p)} for p in image_paths[:8]] + [{"id": "bad", "image": "%%"}]
     whole = run("resnet50", resnet_root, monkeypatch, items)

@@ -177,3 +177,9 @@ def project_lambda_cost(
     durations = [billed_ms(d) for d in durations_ms]
     inits = [billed_ms(d) for d in init_ms]
     return lambda_cost(durations + inits, memory_mb, architecture, region, invocations=len(durations))
+
+
+def s3_request_cost(puts: int, gets: int, region: str = DEFAULT_REGION) -> float:
+    """S3 Standard request charges (PUT/COPY/POST/LIST and GET), e.g. activations between stage functions."""
+    table = load_prices(region).table["s3"]
+    return puts * table["put_request"] + gets * table["get_request"]

@@ -52,6 +52,17 @@ def monolithic_transitions(invocations: int, retries: int = 0) -> int:
     return PARENT_FIXED_TRANSITIONS + 2 * invocations + max(0, invocations - 1) + retries
 
 
+#: statemachine/resnet_pipeline.asl.json: CheckInput, RunBatches and Done once; per micro-batch the five
+#: stage tasks and BatchDone (inline Map iterations bill their states as Standard transitions).
+PIPELINE_FIXED_TRANSITIONS = 3
+PIPELINE_TRANSITIONS_PER_BATCH = 6
+
+
+def pipeline_transitions(batches: int, retries: int = 0) -> int:
+    """Standard transitions of one ResNet pipeline execution over ``batches`` micro-batches."""
+    return PIPELINE_FIXED_TRANSITIONS + PIPELINE_TRANSITIONS_PER_BATCH * batches + retries
+
+
 def express_duration_gb_s(child_durations_ms: list[float]) -> float:
     """Express children's GB-seconds: each rounded up to 100 ms, at the 64 MB minimum."""
     billed = sum(math.ceil(d / EXPRESS_DURATION_STEP_MS) * EXPRESS_DURATION_STEP_MS for d in child_durations_ms)

@@ -13,7 +13,7 @@ Items:
 
 Results: stages 0-3 ``{"activation": ref}`` (``options.activations`` = a folder or ``s3://`` prefix to
 write the batch's tensor to, else inline); whole model and stage 4 ``{"top5": [{"class", "label",
-"score"}]}``. ``options.encoding`` picks the activation encoding (default ``fp16+zlib``).
+"score"}]}``. ``options.encoding`` picks the activation encoding (default ``fp16``).
 """
 
 from __future__ import annotations
