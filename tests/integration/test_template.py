@@ -88,29 +88,33 @@ def test_plan_function_maps_every_model_to_its_function():
     assert parsed == model_functions()
 
 
-def substituted_definition(child_execution: str) -> str:
+def substituted_definition(machine_id: str, child_execution: str = "EXPRESS") -> str:
     """The ASL as deployed: the state machine's DefinitionSubstitutions applied."""
-    machine = load_template()["Resources"]["BatchInferenceStateMachine"]["Properties"]
+    machine = load_template()["Resources"][machine_id]["Properties"]
     text = (ROOT / machine["DefinitionUri"]).read_text()
     placeholders = set(re.findall(r"\$\{(\w+)\}", text))
     assert placeholders == set(machine["DefinitionSubstitutions"]), "every placeholder is substituted"
-    values = {
-        "PlanFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlinfer-plan",
-        "SummarizeFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:mlinfer-summarize",
-        "DataBucketName": "mlinfer-data",
-        "MapChildExecutionType": child_execution,
-    }
-    for key, value in values.items():
+    for key in placeholders:
+        value = child_execution if key == "MapChildExecutionType" else "mlinfer-data"
+        if key.endswith("FunctionArn"):
+            value = f"arn:aws:lambda:us-east-1:123456789012:function:mlinfer-{key[: -len('FunctionArn')].lower()}"
         text = text.replace("${" + key + "}", value)
     return text
 
 
-@pytest.mark.parametrize("child_execution", ["EXPRESS", "STANDARD"])
-def test_asl_validator_accepts_the_definition(child_execution, tmp_path):
+@pytest.mark.parametrize(
+    ("machine_id", "child_execution"),
+    [
+        ("BatchInferenceStateMachine", "EXPRESS"),
+        ("BatchInferenceStateMachine", "STANDARD"),
+        ("ResNetPipelineStateMachine", "EXPRESS"),
+    ],
+)
+def test_asl_validator_accepts_the_definition(machine_id, child_execution, tmp_path):
     validator = ROOT / ".tools" / "node" / "node_modules" / ".bin" / "asl-validator"
     if not validator.exists():
         pytest.skip("asl-validator not installed (make install puts it in .tools/node when npm is available)")
-    path = tmp_path / "batch_inference.asl.json"
-    path.write_text(substituted_definition(child_execution))
+    path = tmp_path / "definition.asl.json"
+    path.write_text(substituted_definition(machine_id, child_execution))
     proc = subprocess.run([str(validator), "--json-path", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -27,6 +27,15 @@ def run(model: str, root: Path, monkeypatch: pytest.MonkeyPatch, items: list, op
     return [r.to_line() for r in results]
 
 
+def same_top5(want: list[dict], got: list[dict], tol: float) -> bool:
+    """The same five classes, in the same order except between classes whose scores differ by at most
+    ``tol`` (a lossy encoding may swap near-ties, and nothing else)."""
+    if {t["class"] for t in want} != {t["class"] for t in got}:
+        return False
+    score = {t["class"]: t["score"] for t in want}
+    return all(abs(score[w["class"]] - score[g["class"]]) <= tol for w, g in zip(want, got, strict=True))
+
+
 def chain(root: Path, monkeypatch: pytest.MonkeyPatch, items: list, options: dict) -> list:
     """The five stage functions in sequence, each fed the previous one's result lines as they are."""
     for k in range(5):
@@ -124,10 +133,11 @@ def test_stage_chain_equals_whole_model(resnet_root, image_paths, monkeypatch, t
     whole = run("resnet50", resnet_root, monkeypatch, items)
     staged = chain(resnet_root, monkeypatch, items, {"activations": str(tmp_path / "acts"), "encoding": encoding})
     assert [o["id"] for o in staged] == [o["id"] for o in whole]
+    tol = 1e-5 if encoding == "fp32" else 2e-3  # probabilities; fp16 carries ~1e-3 relative error
     for w, s in zip(whole[:-1], staged[:-1], strict=True):
-        assert [t["class"] for t in s["result"]["top5"]] == [t["class"] for t in w["result"]["top5"]]
+        assert same_top5(w["result"]["top5"], s["result"]["top5"], tol)
         np.testing.assert_allclose(
-            [t["score"] for t in s["result"]["top5"]], [t["score"] for t in w["result"]["top5"]], atol=1e-4
+            [t["score"] for t in s["result"]["top5"]], [t["score"] for t in w["result"]["top5"]], atol=tol
         )
     assert staged[-1]["error"]["type"] == whole[-1]["error"]["type"] == "InvalidBase64"  # carried through 5 stages
     assert len(list((tmp_path / "acts").rglob("*.npy*"))) == 4  # one object per stage boundary, per batch
@@ -175,9 +185,9 @@ def test_full_size_chain_equals_whole_model_and_fp16_keeps_top5(full_resnet, ima
     import torch
 
     from mlinfer.models.resnet import preprocess
-    from mlinfer.models.resnet_export import preprocessing, stage_modules
+    from mlinfer.models.resnet_export import DEFAULT_PREPROCESSING, stage_modules
 
-    meta = preprocessing("none", full_resnet.config)
+    meta = DEFAULT_PREPROCESSING
     x = torch.from_numpy(np.stack([preprocess(p.read_bytes(), meta) for p in image_paths[:12]]))
     with torch.no_grad():
         want = full_resnet(pixel_values=x).logits.numpy()
@@ -186,7 +196,16 @@ def test_full_size_chain_equals_whole_model_and_fp16_keeps_top5(full_resnet, ima
             h = stage(h)
             h16 = stage(h16)
             if k < 4:  # what crosses S3 between stage functions
-                h16 = torch.from_numpy(act.decode(act.encode(h16.numpy(), "fp16+zlib"), "fp16+zlib"))
+                h16 = torch.from_numpy(act.decode(act.encode(h16.numpy(), "fp16"), "fp16"))
     np.testing.assert_allclose(h.numpy(), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
-    top5 = np.argsort(-want, axis=1)[:, :5]
-    assert (np.argsort(-h16.numpy(), axis=1)[:, :5] == top5).all()
+    if len(x) >= 8:  # the check means something only if different photos get different answers
+        assert len(set(np.argmax(want, axis=1))) > 1
+    got = h16.numpy()
+    err = float(np.abs(got - want).max())
+    assert err < 0.01 * np.abs(want).max()
+
+    def top5(order_by: np.ndarray, logits: np.ndarray) -> list[dict]:
+        return [{"class": int(c), "score": float(logits[c])} for c in np.argsort(-order_by)[:5]]
+
+    for w, g in zip(want, got, strict=True):
+        assert same_top5(top5(w, w), top5(g, w), 2 * err)

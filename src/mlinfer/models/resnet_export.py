@@ -55,31 +55,35 @@ def whole_model(model: Any) -> Any:
     return Logits().eval()
 
 
-def preprocessing(source: str | Path, config: Any) -> dict[str, Any]:
-    """Resize/crop/normalise settings from the model's ``preprocessor_config.json`` when it has one."""
-    out = {"crop_size": 224, "resize_shortest": 256, "resample": BICUBIC, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
-    path = Path(source) / "preprocessor_config.json"
+DEFAULT_PREPROCESSING = {
+    "crop_size": 224, "resize_shortest": 256, "resample": BICUBIC, "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+}  # fmt: skip
+
+
+def preprocessing(source: str | Path) -> dict[str, Any]:
+    """Resize/crop/normalise settings from the model's image processor config, else ResNet-50's defaults."""
     proc: dict[str, Any] = {}
+    path = Path(source) / "preprocessor_config.json"
     if path.exists():
         proc = json.loads(path.read_text())
-    else:
-        try:  # a Hub id: the processor config comes with the weights
+    elif not Path(source).exists():  # a Hub id: the processor config comes with the weights
+        try:
             from transformers import AutoImageProcessor
 
             proc = AutoImageProcessor.from_pretrained(str(source)).to_dict()
         except Exception:
             proc = {}
+    if not proc:
+        return dict(DEFAULT_PREPROCESSING)
     size = proc.get("size", {})
     crop = int(size.get("shortest_edge", size.get("height", 224))) if isinstance(size, dict) else 224
-    crop_pct = proc.get("crop_pct") or 0.875
-    out.update(
-        crop_size=crop,
-        resize_shortest=int(crop / crop_pct),
-        resample=int(proc.get("resample", BICUBIC)),
-        mean=list(proc.get("image_mean", IMAGENET_MEAN)),
-        std=list(proc.get("image_std", IMAGENET_STD)),
-    )
-    return out
+    return {
+        "crop_size": crop,
+        "resize_shortest": int(crop / (proc.get("crop_pct") or 0.875)),
+        "resample": int(proc.get("resample", BICUBIC)),
+        "mean": list(proc.get("image_mean", IMAGENET_MEAN)),
+        "std": list(proc.get("image_std", IMAGENET_STD)),
+    }
 
 
 def export(source: str | Path, out_dir: Path, tolerance: float = 1e-3) -> dict[str, Any]:
@@ -90,7 +94,7 @@ def export(source: str | Path, out_dir: Path, tolerance: float = 1e-3) -> dict[s
 
     model = ResNetForImageClassification.from_pretrained(str(source)).eval()
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = preprocessing(source, model.config)
+    meta = preprocessing(source)
     crop = meta["crop_size"]
     x = torch.randn(2, 3, crop, crop, generator=torch.Generator().manual_seed(0))
     graphs: list[tuple[str, Any, Any, bool]] = [("model.onnx", whole_model(model), x, False)]
@@ -135,10 +139,43 @@ def export(source: str | Path, out_dir: Path, tolerance: float = 1e-3) -> dict[s
     return meta
 
 
+def _calibrate(model: Any, generator: Any, n: int = 16) -> None:
+    """Give a randomly initialised ResNet the statistics a trained one has, so that different images get
+    different outputs (left as initialised, its output is nearly the same for every input): batch-norm
+    running statistics from smooth random images, and a classifier over standardised pooled features."""
+    import torch
+    from torch.nn import functional
+
+    size = 224
+    noise = torch.randn(n, 3, size // 16, size // 16, generator=generator)
+    images = functional.interpolate(noise, size=(size, size), mode="bicubic", align_corners=False)
+    images = images + 0.3 * torch.randn(n, 3, size, size, generator=generator)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with torch.no_grad():  # trained ResNets keep each residual branch small against the identity path
+        for name, bn in model.named_modules():
+            if name.endswith("layer.2.normalization"):
+                bn.weight.fill_(0.25)
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # a cumulative average over the calibration pass
+    model.train()
+    with torch.no_grad():
+        model(pixel_values=images)
+        model.eval()
+        for bn in norms:
+            bn.momentum = 0.1
+        features = model.resnet(pixel_values=images).pooler_output.flatten(1)
+        mean, std = features.mean(0), features.std(0) + 1e-3
+        linear = model.classifier[1]
+        weight = torch.randn(linear.out_features, linear.in_features, generator=generator) / std
+        weight /= linear.in_features**0.5
+        linear.weight.copy_(weight)
+        linear.bias.copy_(-weight @ mean)
+
+
 def build_random(out_dir: Path, full_size: bool = True, num_labels: int = 1000, seed: int = 0) -> Path:
     """Save a ResNet of ResNet-50's shape (or a tiny one) with random weights, for offline builds and
-    tests; real builds use ``microsoft/resnet-50``. Batch-norm statistics are set so activations keep
-    a realistic scale through the 50 layers."""
+    tests; real builds use ``microsoft/resnet-50``. See :func:`_calibrate` for the statistics it gets."""
     import torch
     from transformers import ResNetConfig, ResNetForImageClassification
 
@@ -151,13 +188,8 @@ def build_random(out_dir: Path, full_size: bool = True, num_labels: int = 1000, 
         )
     config.id2label = {i: f"class_{i}" for i in range(num_labels)}
     config.label2id = {v: k for k, v in config.id2label.items()}
-    model = ResNetForImageClassification(config).eval()
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.normal_(0, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-                module.weight.uniform_(0.2, 0.6)
+    model = ResNetForImageClassification(config)
+    _calibrate(model, torch.Generator().manual_seed(seed))
     model.save_pretrained(out_dir)
     return out_dir
 
