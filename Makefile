@@ -8,7 +8,7 @@ SAM_CLI_VERSION := 1.170.0
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install models demo test test-unit lint build build-local invoke bench-transformers clean
+.PHONY: help install models demo test test-unit lint build build-local invoke bench-transformers bench-resnet clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ invoke: ## sam local invoke FUNCTION=KMeansFunction EVENT=events/kmeans.json (af
 bench-transformers: $(VENV)/.installed ## DistilBERT (IMDb) and TinyLlama-1.1B speed benchmarks (see docs/performance.md)
 	$(BIN)/python benchmarks/bert_bench.py --n 500
 	$(BIN)/python benchmarks/llama_bench.py --prompts 3 --new-tokens 32
+
+bench-resnet: $(VENV)/.installed ## ResNet-50 whole vs five-stage pipeline vs data-parallel (see docs/resnet.md)
+	$(BIN)/python benchmarks/resnet.py
 
 clean: ## Remove build outputs, trained models and run outputs
 	rm -rf .aws-sam template.local.yaml models out .pytest_cache .ruff_cache .tools
