@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
-import time
-import uuid
 from pathlib import Path
 
-import boto3
 import pytest
 from moto import mock_aws
 
@@ -22,52 +19,24 @@ from mlinfer.runtime.events import parse_event
 from mlinfer.runtime.handler import InferenceRuntime, create_handler
 
 from ..aws_seam import Fault, LambdaSeam
-from .test_workflow import BUCKET, MOTO_CONFIG, Stack
+from .test_workflow import BUCKET, MOTO_CONFIG, MotoAccount, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = ROOT / "statemachine" / "resnet_pipeline.asl.json"
 PREFIX = f"s3://{BUCKET}/pipeline/run-1/"
 
 
-class PipelineStack:
+class PipelineStack(MotoAccount):
     """The bucket, the five stage functions and the pipeline state machine of template.yaml, in moto."""
 
     def __init__(self, seam: LambdaSeam) -> None:
-        self.seam = seam
-        self.s3 = boto3.client("s3", region_name="us-east-1")
-        self.sfn = boto3.client("stepfunctions", region_name="us-east-1")
-        self.s3.create_bucket(Bucket=BUCKET)
-        role = boto3.client("iam", region_name="us-east-1").create_role(
-            RoleName="pipeline", AssumeRolePolicyDocument="{}"
-        )["Role"]["Arn"]
-        lam = boto3.client("lambda", region_name="us-east-1")
+        super().__init__(seam)
         text = ASL.read_text()
         for k in range(5):
-            name = f"mlinfer-resnet50_stage{k}"
-            arn = lam.create_function(
-                FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler",
-                Code={"ZipFile": b"placeholder: invocations go through tests/aws_seam.py"},
-            )["FunctionArn"]  # fmt: skip
-            seam.handlers[name] = create_handler(f"resnet50_stage{k}")
+            arn = self.function(f"mlinfer-resnet50_stage{k}", create_handler(f"resnet50_stage{k}"))
             text = text.replace(f"${{ResNetStage{k}FunctionArn}}", arn)
         assert "${" not in text
-        self.machine = self.sfn.create_state_machine(name="resnet-pipeline", definition=text, roleArn=role)[
-            "stateMachineArn"
-        ]
-
-    def run(self, request: dict, timeout: float = 180) -> dict:
-        arn = self.sfn.start_execution(
-            stateMachineArn=self.machine, name=f"run-{uuid.uuid4().hex[:8]}", input=json.dumps(request)
-        )["executionArn"]
-        deadline = time.monotonic() + timeout
-        while (desc := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-            assert time.monotonic() < deadline, "execution did not finish"
-            time.sleep(0.1)
-        return desc
-
-    def read(self, uri: str) -> bytes:
-        bucket, key = uri[len("s3://") :].split("/", 1)
-        return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        self.state_machine("resnet-pipeline", text)
 
     def keys(self, prefix: str) -> list[str]:
         listed = self.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -43,37 +45,33 @@ def definition(plan_arn: str, summarize_arn: str) -> str:
     return text
 
 
-class Stack:
-    """A moto account with the bucket, the functions and the state machine of template.yaml."""
+class MotoAccount:
+    """A moto account with the data bucket and a role; functions are answered by the seam's handlers."""
 
-    def __init__(self, seam: LambdaSeam, models: tuple[str, ...] = MODELS) -> None:
+    machine: str
+
+    def __init__(self, seam: LambdaSeam) -> None:
         self.seam = seam
         self.s3 = boto3.client("s3", region_name="us-east-1")
         self.sfn = boto3.client("stepfunctions", region_name="us-east-1")
         self.s3.create_bucket(Bucket=BUCKET)
         iam = boto3.client("iam", region_name="us-east-1")
-        role = iam.create_role(RoleName="mlinfer", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-        lam = boto3.client("lambda", region_name="us-east-1")
+        self.role = iam.create_role(RoleName="mlinfer", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        self.lam = boto3.client("lambda", region_name="us-east-1")
 
-        def function(name: str) -> str:
-            code = {"ZipFile": b"placeholder: invocations go through tests/aws_seam.py"}
-            return lam.create_function(
-                FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler", Code=code
-            )["FunctionArn"]
+    def function(self, name: str, handler: Callable[[dict, Any], Any]) -> str:
+        """Create function ``name`` (its invocations go to ``handler`` through the seam); return its ARN."""
+        self.seam.handlers[name] = handler
+        code = {"ZipFile": b"placeholder: invocations go through tests/aws_seam.py"}
+        return self.lam.create_function(
+            FunctionName=name, Runtime="python3.12", Role=self.role, Handler="app.handler", Code=code
+        )["FunctionArn"]
 
-        plan_arn, summarize_arn = function("mlinfer-plan"), function("mlinfer-summarize")
-        seam.handlers["mlinfer-plan"] = plan_handler
-        seam.handlers["mlinfer-summarize"] = summarize_handler
-        for model in models:
-            function(f"mlinfer-{model}")
-            seam.handlers[f"mlinfer-{model}"] = create_handler(model)
-        self.machine = self.sfn.create_state_machine(
-            name="mlinfer-batch-inference", definition=definition(plan_arn, summarize_arn), roleArn=role
-        )["stateMachineArn"]
-
-    def put_input(self, key: str, lines: list[str]) -> str:
-        self.s3.put_object(Bucket=BUCKET, Key=key, Body=("\n".join(lines) + "\n").encode())
-        return f"s3://{BUCKET}/{key}"
+    def state_machine(self, name: str, definition: str) -> str:
+        self.machine = self.sfn.create_state_machine(name=name, definition=definition, roleArn=self.role)[
+            "stateMachineArn"
+        ]
+        return self.machine
 
     def run(self, request: dict, timeout: float = 120) -> dict:
         name = f"run-{uuid.uuid4().hex[:12]}"
@@ -88,6 +86,22 @@ class Stack:
     def read(self, uri: str) -> bytes:
         bucket, key = uri[len("s3://") :].split("/", 1)
         return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+class Stack(MotoAccount):
+    """The bucket, the functions and the batch state machine of template.yaml."""
+
+    def __init__(self, seam: LambdaSeam, models: tuple[str, ...] = MODELS) -> None:
+        super().__init__(seam)
+        plan_arn = self.function("mlinfer-plan", plan_handler)
+        summarize_arn = self.function("mlinfer-summarize", summarize_handler)
+        for model in models:
+            self.function(f"mlinfer-{model}", create_handler(model))
+        self.state_machine("mlinfer-batch-inference", definition(plan_arn, summarize_arn))
+
+    def put_input(self, key: str, lines: list[str]) -> str:
+        self.s3.put_object(Bucket=BUCKET, Key=key, Body=("\n".join(lines) + "\n").encode())
+        return f"s3://{BUCKET}/{key}"
 
     def summary(self, name: str) -> dict:
         return json.loads(self.read(f"{out(name)}summary.json"))
