@@ -19,9 +19,9 @@ from typing import Any, Self
 import numpy as np
 
 from mlinfer.models.base import ModelAdapter
+from mlinfer.models.ort_session import cpu_session
 from mlinfer.runtime.errors import ModelLoadError
 from mlinfer.runtime.items import validate_text
-from mlinfer.runtime.threads import thread_count
 
 #: Texts longer than this (characters) are refused before tokenising; tokens are truncated at max_length.
 MAX_CHARS = 100_000
@@ -50,17 +50,12 @@ class BertAdapter(ModelAdapter):
 
     @classmethod
     def load(cls, path: Path, name: str) -> Self:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         try:
             meta = json.loads((path / "meta.json").read_text())
             tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-            opts = ort.SessionOptions()
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            opts.intra_op_num_threads = thread_count()
-            opts.inter_op_num_threads = 1
-            session = ort.InferenceSession(str(path / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+            session = cpu_session(path / "model.onnx")
         except FileNotFoundError as exc:
             raise ModelLoadError(f"model {name!r}: no artifact at {path} ({exc.filename} missing)") from exc
         except Exception as exc:

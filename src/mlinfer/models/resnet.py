@@ -30,10 +30,10 @@ import numpy as np
 
 from mlinfer.models import activations as act
 from mlinfer.models.base import ModelAdapter
+from mlinfer.models.ort_session import cpu_session
 from mlinfer.runtime.errors import ModelLoadError, SourceReadError
 from mlinfer.runtime.items import ItemInputError
 from mlinfer.runtime.storage import read_bytes, write_bytes
-from mlinfer.runtime.threads import thread_count
 
 MAX_IMAGE_BYTES = 10_000_000
 MAX_IMAGE_PIXELS = 40_000_000
@@ -91,18 +91,12 @@ class ResNetAdapter(ModelAdapter):
 
     @classmethod
     def load(cls, path: Path, name: str) -> Self:
-        import onnxruntime as ort
-
         from mlinfer.models.registry import get_spec
 
         stage = get_spec(name).options.get("stage")
         try:
             meta = json.loads((path / "meta.json").read_text())
-            opts = ort.SessionOptions()
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            opts.intra_op_num_threads = thread_count()
-            opts.inter_op_num_threads = 1
-            session = ort.InferenceSession(str(path / graph_file(stage)), opts, providers=["CPUExecutionProvider"])
+            session = cpu_session(path / graph_file(stage))
         except FileNotFoundError as exc:
             raise ModelLoadError(f"model {name!r}: no artifact at {path} ({exc.filename} missing)") from exc
         except Exception as exc:
