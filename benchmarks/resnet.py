@@ -136,8 +136,12 @@ def main() -> None:
 
     med = lambda r: statistics.median(r["times_ms"])  # noqa: E731
     n, fan = args.n, args.fanout
+
     # S3 between stage functions on AWS (projection): a PUT after stages 0-3 and a GET before stages 1-4.
-    s3_ms = [2 * args.s3_latency_ms + 2 * b["bytes"] / (args.s3_mb_per_s * 1e6) * 1000 for b in boundaries]
+    def s3_round_trip_ms(nbytes: float) -> float:  # a PUT and a GET (projection, from the flags)
+        return 2 * args.s3_latency_ms + 2 * nbytes / (args.s3_mb_per_s * 1e6) * 1000
+
+    s3_ms = [s3_round_trip_ms(b["bytes"]) for b in boundaries]
     stage_ms = [med(s) + (s3_ms[k] if k < 4 else 0) for k, s in enumerate(stages)]
     pipe_latency = sum(stage_ms)
     pipe_total_ms = max(s["init_ms"] for s in stages) + pipe_latency + (n - 1) * max(stage_ms)
@@ -179,8 +183,7 @@ def main() -> None:
     print("\nbetween stages (per image; encode + write + read + decode on local disk):")
     print(f"  {'after':6} {'shape':>15} {'encoding':>10} {'bytes':>10} {'ms':>7} {'+ S3 ms':>8} {'max err':>9}")
     for e in encodings:
-        s3 = 2 * args.s3_latency_ms + 2 * e["bytes_per_image"] / args.s3_mb_per_s / 1e3
-        e["with_s3_ms"] = e["ms_per_image"] + s3
+        e["with_s3_ms"] = e["ms_per_image"] + s3_round_trip_ms(e["bytes_per_image"])
         shape = "x".join(map(str, e["shape"]))
         print(f"  {e['after_stage']:<6} {shape:>15} {e['encoding']:>10} {e['bytes_per_image']:10.0f} "
               f"{e['ms_per_image']:7.2f} {e['with_s3_ms']:8.1f} {e['max_abs_err']:9.2e}")  # fmt: skip

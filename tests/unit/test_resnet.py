@@ -161,8 +161,6 @@ def test_stage_refuses_bad_activations(resnet_root, monkeypatch, tmp_path):
 
 
 def test_shipped_events_have_the_shape_each_function_takes():
-    from mlinfer.models.resnet_export import stage_modules  # noqa: F401  (the layout the events follow)
-
     channels = {1: 64, 2: 256, 3: 512, 4: 1024}
     for k, c in channels.items():
         items = json.loads((ROOT / "events" / f"resnet50_stage{k}.json").read_text())["items"]

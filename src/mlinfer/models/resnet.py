@@ -38,8 +38,6 @@ from mlinfer.runtime.storage import read_bytes, write_bytes
 MAX_IMAGE_BYTES = 10_000_000
 MAX_IMAGE_PIXELS = 40_000_000
 TOP_K = 5
-#: The five partitions; ``None`` is the whole network.
-STAGES = (0, 1, 2, 3, 4)
 
 
 def graph_file(stage: int | None) -> str:
@@ -188,7 +186,7 @@ class ResNetAdapter(ModelAdapter):
                 for i, row in zip(positions, out, strict=True):
                     outputs[i] = {"top5": self.top_k(row)}
             else:
-                for i, ref in zip(positions, self._activation_refs(out, positions, options), strict=True):
+                for i, ref in zip(positions, self._activation_refs(out, options), strict=True):
                     outputs[i] = {"activation": ref}
         return outputs
 
@@ -198,7 +196,7 @@ class ResNetAdapter(ModelAdapter):
         best = np.argsort(-p, kind="stable")[:k]
         return [{"class": int(c), "label": self.labels[c], "score": round(float(p[c]), 6)} for c in best]
 
-    def _activation_refs(self, out: np.ndarray, positions: list[int], options: Mapping[str, Any]) -> list[dict]:
+    def _activation_refs(self, out: np.ndarray, options: Mapping[str, Any]) -> list[dict]:
         encoding = str(options.get("encoding", act.DEFAULT_ENCODING))
         prefix = options.get("activations")
         if not prefix:
