@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,24 +65,109 @@ def run_baseline(model_dir: Path, texts: list[str]) -> dict:
     return {"wall_s": time.perf_counter() - t0, "cpu_s": _cpu() - c0, "preds": preds}
 
 
-def run_onnx(path: Path, tokenizer_dir: Path, texts: list[str]) -> dict:
+def _session(path: Path | bytes):
     import onnxruntime as ort
-    from tokenizers import Tokenizer
-
-    from mlinfer.models.bert import BertAdapter
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    source = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+
+
+def onnx_adapter(path: Path, tokenizer_dir: Path):
+    from tokenizers import Tokenizer
+
+    from mlinfer.models.bert import BertAdapter
+
     tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
     tok.enable_truncation(512)
     tok.no_padding()
-    adapter = BertAdapter("bench", session, tok, {"id2label": {"0": "NEGATIVE", "1": "POSITIVE"}, "max_length": 512})
+    meta = {"id2label": {"0": "NEGATIVE", "1": "POSITIVE"}, "max_length": 512}
+    return BertAdapter("bench", _session(path), tok, meta)
+
+
+def run_onnx(path: Path, tokenizer_dir: Path, texts: list[str]) -> dict:
+    adapter = onnx_adapter(path, tokenizer_dir)
     adapter.predict(texts[:4])
     t0, c0 = time.perf_counter(), _cpu()
     preds = [r["label"] for r in adapter.predict(texts)]
     return {"wall_s": time.perf_counter() - t0, "cpu_s": _cpu() - c0, "preds": preds}
+
+
+def tokens_per_run_sweep(path: Path, tokenizer_dir: Path, texts: list[str], budgets: list[int]) -> dict:
+    """CPU ms per text and ONNX Runtime calls for each sub-batch budget (padded tokens per call)."""
+    from mlinfer.models.bert import sub_batches
+
+    adapter = onnx_adapter(path, tokenizer_dir)
+    encodings = adapter.encode(texts)
+    adapter.logits(encodings[:4])
+    out = {}
+    for budget in budgets:
+        adapter.tokens_per_run = budget
+        c0 = _cpu()
+        adapter.logits(encodings)
+        calls = len(sub_batches([len(e.ids) for e in encodings], budget))
+        out[budget] = {"cpu_ms_per_text": 1000 * (_cpu() - c0) / len(texts), "calls": calls}
+    return out
+
+
+def gemm_bound(tokens: list[int], layers: int = 6, dim: int = 768, ffn: int = 3072, m: int = 256) -> dict:
+    """The GEMMs of a DistilBERT layer (4 of dim x dim, dim x ffn, ffn x dim) at one thread: torch fp32
+    against ONNX Runtime's int8 dynamic MatMul, as CPU seconds for the given texts' tokens. The int8 time is
+    a floor for any int8 path at these FLOPs: it leaves out attention scores, softmax, LayerNorm and GELU."""
+    import numpy as np
+    import onnx
+    import torch
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    rng = np.random.default_rng(0)
+    shapes = [(dim, dim)] * 4 + [(dim, ffn), (ffn, dim)]
+    weights = [(rng.standard_normal(s) * 0.05).astype(np.float32) for s in shapes]
+    x = rng.standard_normal((m, dim)).astype(np.float32)
+    nodes, names = [], ["x"]
+    for i in range(len(shapes)):  # a chain x -> W0 -> ... -> W5: each GEMM sees its real input width
+        nodes.append(helper.make_node("MatMul", [names[-1], f"w{i}"], [f"y{i}"]))
+        names.append(f"y{i}")
+    graph = helper.make_graph(
+        nodes, "layer_gemms", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, dim])],
+        [helper.make_tensor_value_info(names[-1], TensorProto.FLOAT, [m, dim])],
+        [numpy_helper.from_array(w, f"w{i}") for i, w in enumerate(weights)],
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), fp32)
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+        session = _session(int8.read_bytes())
+
+    def median_cpu(fn, runs: int = 15) -> float:
+        fn()
+        times = []
+        for _ in range(runs):
+            c0 = time.process_time()  # finer than os.times' clock ticks
+            fn()
+            times.append(time.process_time() - c0)
+        return sorted(times)[runs // 2]
+
+    torch.set_num_threads(1)
+    xt, wts = torch.from_numpy(x), [torch.from_numpy(w) for w in weights]
+
+    def torch_chain() -> None:
+        y = xt
+        for w in wts:
+            y = y @ w
+
+    per_token = {
+        "fp32_torch": median_cpu(torch_chain) / m * layers,
+        "int8_ort": median_cpu(lambda: session.run(None, {"x": x})) / m * layers,
+    }
+    flops = 2 * sum(a * b for a, b in shapes) * layers
+    return {
+        "tokens": sum(tokens),
+        "gflop_per_s": {k: flops / v / 1e9 for k, v in per_token.items()},
+        "cpu_s": {k: v * sum(tokens) for k, v in per_token.items()},
+    }
 
 
 INIT_BASELINE = """
@@ -119,6 +205,7 @@ def main() -> None:
     parser.add_argument("--guard-steps", type=int, default=300)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--init-only", action="store_true", help="only the cold-start and memory figures")
+    parser.add_argument("--sweep-n", type=int, default=100, help="reviews for the tokens-per-call sweep (0: skip)")
     args = parser.parse_args()
     from mlinfer.cost.pricing import lambda_cost
     from mlinfer.models.bert_export import export
@@ -142,6 +229,11 @@ def main() -> None:
                         ("int8", "ONNX fused + int8, dynamic padding")):  # fmt: skip
         results[label] = run_onnx(art / "candidates" / f"{name}.onnx", art, texts)
     base = results["baseline (pipeline, fp32, 1 text)"]
+    int8_path = art / "candidates" / "int8.onnx"
+    tokens = [len(e.ids) for e in onnx_adapter(int8_path, art).encode(texts)]
+    bound = gemm_bound(tokens)
+    budgets = [256, 1024, 4096, 16384]
+    sweep = tokens_per_run_sweep(int8_path, art, texts[: args.sweep_n], budgets) if args.sweep_n else {}
     init_base = cold(INIT_BASELINE.format(src=str(ROOT / "src"), model=str(model_dir), text=texts[0]))
     init_fast = cold(INIT_FAST.format(src=str(ROOT / "src"), path=str(art), text=texts[0]))
 
@@ -176,13 +268,22 @@ def main() -> None:
     for t in table:
         print(f"{t['path']:40} {t['items_per_s']:8.2f} {t['items_per_cpu_s']:11.2f} {t['cpu_s_per_1000']:9.1f} "
               f"{t['speedup_vs_baseline']:7.2f} {t['cost_25k_x86_64']:9.4f} {t['cost_25k_arm64']:9.4f}")  # fmt: skip
-    print(f"\ninit (import + load, median of 3): baseline {init_base[0]:.2f} s, fast path {init_fast[0]:.2f} s")
+    rate, gemm_s = bound["gflop_per_s"], bound["cpu_s"]
+    print(f"\nGEMMs alone, {bound['tokens']:,} tokens, 1 thread: torch fp32 {rate['fp32_torch']:.0f} GFLOP/s "
+          f"({gemm_s['fp32_torch']:.1f} CPU-s, {gemm_s['fp32_torch'] / base['cpu_s']:.0%} of the baseline's), "
+          f"ONNX Runtime int8 {rate['int8_ort']:.0f} GOP/s ({gemm_s['int8_ort']:.1f} CPU-s): no int8 path at these "
+          f"FLOPs can exceed {base['cpu_s'] / gemm_s['int8_ort']:.2f}x the baseline on this CPU")  # fmt: skip
+    if sweep:
+        cells = ", ".join(f"{b:,}: {v['cpu_ms_per_text']:.0f} ms ({v['calls']} calls)" for b, v in sweep.items())
+        print(f"int8 CPU per review by padded tokens per call ({args.sweep_n} reviews): {cells}")
+    print(f"init (import + load, median of 3): baseline {init_base[0]:.2f} s, fast path {init_fast[0]:.2f} s")
     print(f"peak RSS after one prediction: baseline {init_base[1]:.0f} MB, fast path {init_fast[1]:.0f} MB")
     print(f"accuracy guard (small DistilBERT trained here, 500 held-out reviews): {json.dumps(guard)}")
     if args.json:
         args.json.write_text(json.dumps({"table": table, "init_s": {"baseline": init_base[0], "fast": init_fast[0]},
                                          "peak_rss_mb": {"baseline": init_base[1], "fast": init_fast[1]},
-                                         "guard": guard, "n": len(texts)}, indent=2))  # fmt: skip
+                                         "guard": guard, "n": len(texts), "gemm_bound": bound,
+                                         "tokens_per_run": sweep}, indent=2))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -115,3 +115,17 @@ def test_attention_is_fused(exported):
     graph = onnx.load(str(exported / "distilbert" / "candidates" / "opt.onnx")).graph
     fused = sum(1 for n in graph.node if n.op_type == "Attention")
     assert fused == 2  # one per layer of the 2-layer model
+
+
+def test_sub_batches_keep_every_text_once_within_the_token_budget():
+    from mlinfer.models.bert import sub_batches
+
+    lengths = [512, 3, 300, 40, 40, 41, 7, 700, 1, 256, 256, 256, 256, 255]
+    groups = sub_batches(lengths, budget=1024)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    flat = [lengths[i] for g in groups for i in g]
+    assert flat == sorted(lengths)  # length order: each group pads to little more than its own texts
+    for g in groups:
+        assert len(g) == 1 or len(g) * max(lengths[i] for i in g) <= 1024
+    assert [lengths[i] for i in groups[-1]] == [700] and [lengths[i] for i in groups[-2]] == [512]
+    assert sub_batches([]) == []
