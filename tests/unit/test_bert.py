@@ -114,7 +114,54 @@ def test_attention_is_fused(exported):
 
     graph = onnx.load(str(exported / "distilbert" / "candidates" / "opt.onnx")).graph
     fused = sum(1 for n in graph.node if n.op_type == "Attention")
-    assert fused == 2  # one per layer of the 2-layer model
+    assert fused == 1  # one per layer of the 2-layer model but the last, which attends from [CLS] only
+
+
+@pytest.mark.parametrize("arch", ["distilbert", "bert"])
+def test_cls_only_last_layer_is_exact(arch, tmp_path, reviews):
+    """The last layer computing [CLS] alone gives the model's own logits, in PyTorch and in the export."""
+    import copy
+
+    import torch
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+    )
+
+    from mlinfer.models.bert_export import _cls_only_last_layer
+    from mlinfer.models.bert_train import train_tokenizer
+
+    texts = [r["text"] for r in reviews[:40]]
+    tok = train_tokenizer(texts, vocab_size=400)
+    torch.manual_seed(0)
+    if arch == "bert":
+        config = BertConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            max_position_embeddings=512,
+            pad_token_id=tok.pad_token_id,
+        )
+        model = BertForSequenceClassification(config).eval()
+    else:
+        config = DistilBertConfig(
+            vocab_size=len(tok), dim=32, n_heads=2, hidden_dim=64, n_layers=2, pad_token_id=tok.pad_token_id
+        )
+        model = DistilBertForSequenceClassification(config).eval()
+    enc = tok(texts[:6], truncation=True, max_length=512, padding=True, return_tensors="pt")
+    changed = copy.deepcopy(model)
+    assert _cls_only_last_layer(changed)
+    with torch.no_grad():
+        assert torch.allclose(model(**enc).logits, changed(**enc).logits, atol=1e-6)
+    model.save_pretrained(tmp_path / "src")
+    tok.save_pretrained(tmp_path / "src")
+    meta = export(str(tmp_path / "src"), tmp_path / "out", texts[6:], quantize="none")
+    assert meta["last_layer"] == "cls-only" and meta["variant"] == "opt"
+    assert meta["guard"]["opt"]["agreement"] == 1.0 and meta["guard"]["opt"]["max_logit_diff"] < 1e-4
 
 
 def test_sub_batches_keep_every_text_once_within_the_token_budget():

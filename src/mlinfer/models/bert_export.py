@@ -5,10 +5,11 @@
 
 ``--model`` is a Hugging Face id (fetched now, at build time) or a local directory; either way it is read
 with ``from_pretrained``. Candidates: ``opt`` (fp32 with fused attention, GELU and LayerNorm) and
-``int8`` (``opt`` with dynamic int8 weights). The accuracy guard compares each candidate's predictions
-with the fp32 PyTorch model's on the guard texts; the fastest candidate that agrees on at least
-``--min-agreement`` of them is shipped as ``model.onnx``, and a model for which no candidate passes is
-not exported at all.
+``int8`` (``opt`` with dynamic int8 weights), both with a last layer that computes only the [CLS]
+position the classifier reads (exact; ``--full-last-layer`` to keep all). The accuracy guard compares
+each candidate's predictions with the fp32 PyTorch model's on the guard texts; the fastest candidate
+that agrees on at least ``--min-agreement`` of them is shipped as ``model.onnx``, and a model for which
+no candidate passes is not exported at all.
 """
 
 from __future__ import annotations
@@ -44,6 +45,69 @@ def _reference_logits(model: Any, tokenizer: Any, texts: list[str], max_length: 
             )
             out.append(model(**enc).logits.numpy())
     return np.concatenate(out)
+
+
+def _attend_cls(q: Any, k: Any, v: Any, mask: Any, scaling: float) -> Any:
+    """Attention of the [CLS] query (batch, heads, 1, head) over all keys; ``mask`` is the additive or boolean
+    mask the encoder built for every query, of which the first row is the [CLS] row."""
+    import torch
+
+    scores = (q @ k.transpose(-1, -2)) * scaling
+    if mask is not None:
+        mask = mask[..., :1, :]
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min) if mask.dtype == torch.bool else scores + mask
+    return scores.softmax(-1) @ v
+
+
+def _heads(x: Any, size: int) -> Any:
+    return x.view(x.shape[0], x.shape[1], -1, size).transpose(1, 2)
+
+
+def _cls_only_last_layer(model: Any) -> bool:
+    """Make the last encoder layer compute the [CLS] position only, the one the classifier reads: its keys
+    and values still come from every token, but the query, output projection, LayerNorms and feed-forward
+    run on one position instead of all. Exact (the same function), it saves 10 of each token's 12 x layers
+    dim-squared weight FLOPs: 14 % for 6 layers (DistilBERT), 7 % for 12 (BERT-base). DistilBERT and BERT
+    layouts. Returns False, changing nothing, for other architectures."""
+    from torch import nn
+
+    class DistilBertClsBlock(nn.Module):
+        def __init__(self, block: nn.Module) -> None:
+            super().__init__()
+            self.block = block
+
+        def forward(self, hidden_states: Any, attention_mask: Any = None, **_: Any) -> Any:
+            block, attn = self.block, self.block.attention
+            cls, size = hidden_states[:, :1], attn.attention_head_size
+            q, k, v = (_heads(lin(x), size) for lin, x in
+                       ((attn.q_lin, cls), (attn.k_lin, hidden_states), (attn.v_lin, hidden_states)))  # fmt: skip
+            out = _attend_cls(q, k, v, attention_mask, attn.scaling).transpose(1, 2).flatten(2)
+            out = block.sa_layer_norm(attn.out_lin(out) + cls)
+            return block.output_layer_norm(block.ffn(out) + out)
+
+    class BertClsLayer(nn.Module):
+        def __init__(self, layer: nn.Module) -> None:
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, hidden_states: Any, attention_mask: Any = None, *_: Any, **__: Any) -> Any:
+            layer, attn = self.layer, self.layer.attention.self
+            cls, size = hidden_states[:, :1], attn.attention_head_size
+            q, k, v = (_heads(lin(x), size) for lin, x in
+                       ((attn.query, cls), (attn.key, hidden_states), (attn.value, hidden_states)))  # fmt: skip
+            out = _attend_cls(q, k, v, attention_mask, attn.scaling).transpose(1, 2).flatten(2)
+            out = layer.attention.output(out, cls)
+            return layer.output(layer.intermediate(out), out)
+
+    config = model.config
+    if config.model_type == "distilbert" and hasattr(model, "distilbert"):
+        layers, wrapper = model.distilbert.transformer.layer, DistilBertClsBlock
+    elif config.model_type == "bert" and hasattr(model, "bert") and not config.is_decoder:
+        layers, wrapper = model.bert.encoder.layer, BertClsLayer
+    else:
+        return False
+    layers[-1] = wrapper(layers[-1])
+    return True
 
 
 def _export_onnx(model: Any, tokenizer: Any, path: Path) -> list[str]:
@@ -105,8 +169,10 @@ def export(
     max_length: int = 512,
     min_agreement: float = MIN_AGREEMENT,
     keep_candidates: bool = False,
+    cls_only: bool = True,
 ) -> dict[str, Any]:
-    """Export, optimise, guard and write the artifact folder; return its ``meta.json``."""
+    """Export, optimise, guard and write the artifact folder; return its ``meta.json``. ``cls_only``: the
+    last layer computes the [CLS] position only (exact; see :func:`_cls_only_last_layer`)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_ref)
@@ -117,14 +183,15 @@ def export(
     work = out / "candidates"
     work.mkdir(exist_ok=True)
     tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    texts = guard_texts or DEFAULT_GUARD_TEXTS
+    reference = _reference_logits(model, tokenizer, texts, max_length)  # the model as published, unchanged
+    last_layer = "cls-only" if cls_only and _cls_only_last_layer(model) else "full"
     names = _export_onnx(model, tokenizer, work / "fp32.onnx")
     _optimise(work / "fp32.onnx", work / "opt.onnx", model.config)
     candidates = ["opt"]
     if quantize in ("auto", "int8"):
         _quantise(work / "opt.onnx", work / "int8.onnx")
         candidates.insert(0, "int8")  # preferred when it passes the guard: smaller and faster
-    texts = guard_texts or DEFAULT_GUARD_TEXTS
-    reference = _reference_logits(model, tokenizer, texts, max_length)
     guard: dict[str, Any] = {"texts": len(texts), "min_agreement": min_agreement}
     chosen = None
     for name in candidates:
@@ -152,6 +219,7 @@ def export(
         "max_length": max_length,
         "inputs": names,
         "variant": chosen,
+        "last_layer": last_layer,
         "guard": guard,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -168,10 +236,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--guard-n", type=int, default=500)
     parser.add_argument("--quantize", choices=["auto", "int8", "none"], default="auto")
     parser.add_argument("--keep-candidates", action="store_true")
+    parser.add_argument("--full-last-layer", action="store_true", help="export every position of the last layer")
     args = parser.parse_args(argv)
     texts = [r["text"] for r in read_jsonl(args.guard_data, args.guard_n)] if args.guard_data else None
-    meta = export(args.model, args.out, texts, args.quantize, keep_candidates=args.keep_candidates)
-    print(json.dumps({k: meta[k] for k in ("source", "variant", "guard")}, indent=2))
+    meta = export(args.model, args.out, texts, args.quantize, keep_candidates=args.keep_candidates,
+                  cls_only=not args.full_last_layer)  # fmt: skip
+    print(json.dumps({k: meta[k] for k in ("source", "variant", "last_layer", "guard")}, indent=2))
 
 
 if __name__ == "__main__":
