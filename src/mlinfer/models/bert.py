@@ -63,6 +63,8 @@ class BertAdapter(ModelAdapter):
         self.max_length = int(meta.get("max_length", 512))
         self.input_names = {i.name for i in session.get_inputs()}
         self.tokens_per_run = TOKENS_PER_RUN
+        tokenizer.enable_truncation(self.max_length)
+        tokenizer.no_padding()  # padding is per sub-batch, in logits()
 
     @classmethod
     def load(cls, path: Path, name: str) -> Self:
@@ -76,8 +78,6 @@ class BertAdapter(ModelAdapter):
             raise ModelLoadError(f"model {name!r}: no artifact at {path} ({exc.filename} missing)") from exc
         except Exception as exc:
             raise ModelLoadError(f"model {name!r}: cannot load {path}: {exc}") from exc
-        tokenizer.enable_truncation(int(meta.get("max_length", 512)))
-        tokenizer.no_padding()
         return cls(name, session, tokenizer, meta)
 
     def validate(self, item: Mapping[str, Any]) -> str:

@@ -151,11 +151,8 @@ def _candidate_logits(
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(tokenizer_file))
-    tok.enable_truncation(max_length)
-    tok.no_padding()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    adapter = BertAdapter("guard", session, tok, meta)
+    adapter = BertAdapter("guard", session, Tokenizer.from_file(str(tokenizer_file)), meta)
     t0 = time.perf_counter()
     logits = adapter.logits(adapter.encode(texts))
     return logits, time.perf_counter() - t0
