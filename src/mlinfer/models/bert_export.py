@@ -59,10 +59,6 @@ def _attend_cls(q: Any, k: Any, v: Any, mask: Any, scaling: float) -> Any:
     return scores.softmax(-1) @ v
 
 
-def _heads(x: Any, size: int) -> Any:
-    return x.view(x.shape[0], x.shape[1], -1, size).transpose(1, 2)
-
-
 def _cls_only_last_layer(model: Any) -> bool:
     """Make the last encoder layer compute the [CLS] position only, the one the classifier reads: its keys
     and values still come from every token, but the query, output projection, LayerNorms and feed-forward
@@ -71,42 +67,41 @@ def _cls_only_last_layer(model: Any) -> bool:
     layouts. Returns False, changing nothing, for other architectures."""
     from torch import nn
 
-    class DistilBertClsBlock(nn.Module):
-        def __init__(self, block: nn.Module) -> None:
-            super().__init__()
-            self.block = block
+    class ClsOnlyLayer(nn.Module):
+        """One layer, its parts named per layout: ``qkv`` the projections, ``attention_out(out, residual)``
+        and ``feed_forward(x)`` the rest of the layer after attention, each with its residual and norm."""
 
-        def forward(self, hidden_states: Any, attention_mask: Any = None, **_: Any) -> Any:
-            block, attn = self.block, self.block.attention
-            cls, size = hidden_states[:, :1], attn.attention_head_size
-            q, k, v = (_heads(lin(x), size) for lin, x in
-                       ((attn.q_lin, cls), (attn.k_lin, hidden_states), (attn.v_lin, hidden_states)))  # fmt: skip
-            out = _attend_cls(q, k, v, attention_mask, attn.scaling).transpose(1, 2).flatten(2)
-            out = block.sa_layer_norm(attn.out_lin(out) + cls)
-            return block.output_layer_norm(block.ffn(out) + out)
-
-    class BertClsLayer(nn.Module):
-        def __init__(self, layer: nn.Module) -> None:
+        def __init__(self, layer: nn.Module, attn: nn.Module, qkv: tuple, attention_out: Any, feed_forward: Any):
             super().__init__()
-            self.layer = layer
+            self.layer, self.attn, self.qkv = layer, attn, qkv
+            self.attention_out, self.feed_forward = attention_out, feed_forward
 
         def forward(self, hidden_states: Any, attention_mask: Any = None, *_: Any, **__: Any) -> Any:
-            layer, attn = self.layer, self.layer.attention.self
-            cls, size = hidden_states[:, :1], attn.attention_head_size
-            q, k, v = (_heads(lin(x), size) for lin, x in
-                       ((attn.query, cls), (attn.key, hidden_states), (attn.value, hidden_states)))  # fmt: skip
-            out = _attend_cls(q, k, v, attention_mask, attn.scaling).transpose(1, 2).flatten(2)
-            out = layer.attention.output(out, cls)
-            return layer.output(layer.intermediate(out), out)
+            cls, size = hidden_states[:, :1], self.attn.attention_head_size
+            q, k, v = (lin(x).view(x.shape[0], x.shape[1], -1, size).transpose(1, 2)
+                       for lin, x in zip(self.qkv, (cls, hidden_states, hidden_states), strict=True))  # fmt: skip
+            out = _attend_cls(q, k, v, attention_mask, self.attn.scaling).transpose(1, 2).flatten(2)
+            return self.feed_forward(self.attention_out(out, cls))
 
     config = model.config
     if config.model_type == "distilbert" and hasattr(model, "distilbert"):
-        layers, wrapper = model.distilbert.transformer.layer, DistilBertClsBlock
+        layers = model.distilbert.transformer.layer
+        block, attn = layers[-1], layers[-1].attention
+        layers[-1] = ClsOnlyLayer(
+            block, attn, (attn.q_lin, attn.k_lin, attn.v_lin),
+            lambda out, cls: block.sa_layer_norm(attn.out_lin(out) + cls),
+            lambda x: block.output_layer_norm(block.ffn(x) + x),
+        )  # fmt: skip
     elif config.model_type == "bert" and hasattr(model, "bert") and not config.is_decoder:
-        layers, wrapper = model.bert.encoder.layer, BertClsLayer
+        layers = model.bert.encoder.layer
+        layer, attn = layers[-1], layers[-1].attention.self
+        layers[-1] = ClsOnlyLayer(
+            layer, attn, (attn.query, attn.key, attn.value),
+            layer.attention.output,  # dense, dropout, residual and LayerNorm
+            lambda x: layer.output(layer.intermediate(x), x),
+        )  # fmt: skip
     else:
         return False
-    layers[-1] = wrapper(layers[-1])
     return True
 
 
