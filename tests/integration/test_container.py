@@ -69,8 +69,26 @@ def offline_artifacts() -> None:
         subprocess.run(pip, check=True, timeout=600)
 
 
+def docker_images() -> set[str]:
+    proc = subprocess.run(["docker", "images", "-aq", "--no-trunc"], capture_output=True, text=True, timeout=60)
+    return set(proc.stdout.split())
+
+
+def remove_new_images(before: set[str]) -> None:
+    """Remove the images this module made (functions, stages, the emulator's layers), keeping everything that
+    was there before: sixteen functions' images are several GB, and repeated runs would fill the disk.
+    MLINFER_KEEP_IMAGES=1 keeps them (faster rebuilds from the layer cache)."""
+    if os.environ.get("MLINFER_KEEP_IMAGES") == "1":
+        return
+    for _ in range(3):  # an image goes once the images built on it have gone
+        new = sorted(docker_images() - before)
+        if not new:
+            break
+        subprocess.run(["docker", "rmi", "-f", *new], capture_output=True, timeout=600)
+
+
 @pytest.fixture(scope="module")
-def built_template() -> Path:
+def built_template(request) -> Path:
     sam = sam_cli()
     if sam is None:
         pytest.skip("AWS SAM CLI not installed (make install puts it in .venv-sam)")
@@ -78,9 +96,11 @@ def built_template() -> Path:
         pytest.skip("docker not installed")
     image = base_image()
     offline_artifacts()
+    build_dir = ROOT / ".aws-sam" / "local-build"
+    before = docker_images()
+    request.addfinalizer(lambda: remove_new_images(before))
     local = ROOT / "template.local.yaml"
     local.write_text((ROOT / "template.yaml").read_text().replace("public.ecr.aws/lambda/python:3.12", image))
-    build_dir = ROOT / ".aws-sam" / "local-build"
     proc = subprocess.run(
         [sam, "build", "--template-file", str(local), "--build-dir", str(build_dir)],
         cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=1800,
