@@ -26,8 +26,8 @@ from mlinfer.runtime.items import validate_text
 #: Texts longer than this (characters) are refused before tokenising; tokens are truncated at max_length.
 MAX_CHARS = 100_000
 #: Padded tokens per ONNX Runtime call. Short texts share a call (per-call overhead), long ones run alone, so
-#: a sub-batch's activations stay in cache. Measured at int8 (docs/performance.md): 256 to 1,024 within 3-7 %
-#: of each other on IMDb reviews and on short emotion texts; 4,096 costs 14 % more CPU, 16,384 41 % more.
+#: a sub-batch's activations stay in cache. Measured at int8 (docs/performance.md): 256 to 1,024 within 3 %
+#: of each other on IMDb reviews and on short emotion texts; 4,096 costs 13 % more CPU, 16,384 39 % more.
 TOKENS_PER_RUN = 1024
 
 
