@@ -70,7 +70,10 @@ def offline_artifacts() -> None:
 
 
 def docker_images() -> set[str]:
-    proc = subprocess.run(["docker", "images", "-aq", "--no-trunc"], capture_output=True, text=True, timeout=60)
+    """Every image ID on the daemon; raises if the listing fails (an empty set would mark every image new)."""
+    proc = subprocess.run(
+        ["docker", "images", "-aq", "--no-trunc"], capture_output=True, text=True, timeout=60, check=True
+    )  # fmt: skip
     return set(proc.stdout.split())
 
 

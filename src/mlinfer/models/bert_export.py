@@ -73,7 +73,7 @@ def _cls_only_last_layer(model: Any) -> bool:
 
         def __init__(self, layer: nn.Module, attn: nn.Module, qkv: tuple, attention_out: Any, feed_forward: Any):
             super().__init__()
-            self.layer, self.attn, self.qkv = layer, attn, qkv
+            self.layer, self.attn, self.qkv = layer, attn, qkv  # layer: keeps its parameters in the model
             self.attention_out, self.feed_forward = attention_out, feed_forward
 
         def forward(self, hidden_states: Any, attention_mask: Any = None, *_: Any, **__: Any) -> Any:
