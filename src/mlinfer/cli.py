@@ -12,7 +12,19 @@ import os
 import sys
 from pathlib import Path
 
-from mlinfer.models.registry import MODELS
+from mlinfer.models.registry import MODELS, is_trainable
+
+#: Exit codes of ``mlinfer run`` (README, "Exit codes").
+EXIT_OK = 0  # every item has a result
+EXIT_FAILED = 1  # the run failed: too many failed batches, no item got a result, or the execution failed
+EXIT_USAGE = 2  # the run could not start: bad arguments, a missing file or model
+EXIT_PARTIAL = 3  # the run completed, and some items are errors (each with its reason in results.jsonl)
+EXIT_INTERRUPTED = 130  # Ctrl-C; a local run continues with --resume
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 batch``, ``2 batches``."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
 
 
 def _print_summary(summary: dict) -> None:
@@ -20,22 +32,39 @@ def _print_summary(summary: dict) -> None:
     lam, sfn = cost["lambda"], cost["stepfunctions"]
     errors = f" {summary['error_types']}" if summary["errors"] else ""
     peak = f"; peak memory {summary['peak_memory_mb']:.0f} MB" if summary.get("peak_memory_mb") else ""
+    outcome = summary.get("outcome", "")
+    status = summary["status"] + (f" ({outcome})" if outcome and outcome != "failed" else "")
     lines = [
         f"{summary['model']} ({summary['mode']}, batch {cfg['batch_size']}, concurrency {cfg['concurrency']}, "
-        f"{cfg['memory_mb']} MB {cfg['architecture']}): {summary['status']}",
-        f"  items {summary['items']}: {summary['results']} results, {summary['errors']} errors{errors}",
-        f"  {summary['batches']} batches ({summary['failed_batches']} failed) in {summary['wall_time_s']:.2f} s; "
-        f"batch latency p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms; {summary['cold_starts']} cold starts{peak}",
+        f"{cfg['memory_mb']} MB {cfg['architecture']}): {status}",
+        f"  items {summary['items']:,}: {plural(summary['results'], 'result')}, "
+        f"{plural(summary['errors'], 'error')}{errors}",
+        f"  {plural(summary['batches'], 'batch', 'batches')} ({summary['failed_batches']} failed) in "
+        f"{summary['wall_time_s']:.2f} s; batch latency p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms; "
+        f"{plural(summary['cold_starts'], 'cold start')}{peak}",
+    ]
+    if "limits" in summary:
+        lines.append(
+            f"  limits: {summary['limits']} (CPU share {summary['cpu_share']:.2f} vCPU at {cfg['memory_mb']} MB)"
+        )
+    lines += [
         f"  cost ({cost['label']}): ${cost['total_usd']:.6f}, ${cost['per_1000_items_usd']:.6f} per 1,000 items",
         f"    Lambda ${lam['total']:.6f}: {lam['gb_seconds']:.3f} GB-s at ${lam['prices']['gb_second']}/GB-s + "
-        f"{lam['invocations']} requests",
-        f"    Step Functions ${sfn['total']:.6f}: {sfn['transitions']} transitions, "
-        f"{sfn['express_requests']} Express child executions ({lam['prices']['region']}, prices as of "
+        f"{plural(lam['invocations'], 'request')}",
+        f"    Step Functions ${sfn['total']:.6f}: {plural(sfn['transitions'], 'transition')}, "
+        f"{plural(sfn['express_requests'], 'Express child execution')} ({lam['prices']['region']}, prices as of "
         f"{lam['prices']['as_of']})",
+        *[f"  warning: {w}" for w in summary.get("warnings", [])],
         f"  results: {summary['files']['results']}",
         f"  summary: {summary['files']['summary']}",
     ]
     print("\n".join(lines))
+
+
+def _exit_code(summary: dict) -> int:
+    if summary.get("status") != "SUCCEEDED":
+        return EXIT_FAILED
+    return EXIT_PARTIAL if summary.get("errors") else EXIT_OK
 
 
 def cmd_run_aws(args: argparse.Namespace) -> int:
@@ -44,6 +73,8 @@ def cmd_run_aws(args: argparse.Namespace) -> int:
 
     if not args.stack:
         raise ValueError("--target aws needs --stack (the deployed stack's name)")
+    if not args.model or not args.input:
+        raise ValueError("--model and --input are required")
     payload = {
         "model": args.model,
         "input": str(args.input),
@@ -59,42 +90,52 @@ def cmd_run_aws(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         _print_summary(summary)
-    return 0 if summary.get("status") == "SUCCEEDED" else 1
+    return _exit_code(summary)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.target == "aws":
         return cmd_run_aws(args)
-    if args.output is None:
-        raise ValueError("--output DIR is required for local runs")
-    from mlinfer.local.runner import RunConfig, run_local
+    from mlinfer.local.runner import RunConfig, RunInterrupted, load_run, run_local
 
-    cfg = RunConfig(
-        model=args.model,
-        input=Path(args.input),
-        output=args.output,
-        batch_size=args.batch_size,
-        concurrency=args.concurrency,
-        memory_mb=args.memory,
-        architecture=args.arch,
-        mode=args.mode,
-        model_dir=args.model_dir,
-        region=args.region,
-        progress=not args.quiet,
-    )
-    result = run_local(cfg)
+    if args.resume:
+        cfg, _ = load_run(args.resume)
+        cfg.progress = not args.quiet
+    else:
+        if not args.model or not args.input or args.output is None:
+            raise ValueError("--model, --input and --output DIR are required (or --resume DIR)")
+        cfg = RunConfig(
+            model=args.model,
+            input=Path(args.input),
+            output=args.output,
+            batch_size=args.batch_size,
+            concurrency=args.concurrency,
+            memory_mb=args.memory,
+            architecture=args.arch,
+            mode=args.mode,
+            model_dir=args.model_dir,
+            region=args.region,
+            timeout_s=args.timeout,
+            progress=not args.quiet,
+            limits="none" if args.no_limits else "auto",
+        )
+    try:
+        result = run_local(cfg, resume=bool(args.resume))
+    except RunInterrupted as exc:
+        print(f"mlinfer: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if args.json:
         print(json.dumps(result.summary, indent=2))
     else:
         _print_summary(result.summary)
-    return 0
+    return _exit_code(result.summary)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from mlinfer.data import SAMPLE_PATH
     from mlinfer.models.sklearn_train import train_and_save
 
-    names = args.models or [n for n, s in MODELS.items() if s.adapter.endswith("SklearnAdapter")]
+    names = args.models or [n for n in MODELS if is_trainable(n)]
     for meta in train_and_save(names, args.data or SAMPLE_PATH, args.out, args.limit).values():
         extra = f", held-out accuracy {meta['accuracy']}" if "accuracy" in meta else ""
         print(f"trained {meta['name']} on {meta['train_items']} texts in {meta['train_seconds']} s{extra}")
@@ -194,16 +235,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlinfer", description="Batch ML inference on AWS Lambda, and locally.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a batch job (locally by default)")
-    run.add_argument("--model", required=True, choices=sorted(MODELS))
-    run.add_argument("--input", required=True, help="JSONL file (or s3:// URI with --target aws), one item per line")
+    run = sub.add_parser(
+        "run", help="run a batch job (locally by default)", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="exit codes: 0 every item has a result; 3 some items are errors; 1 the run failed; "
+        "2 it could not start; 130 interrupted (continue with --resume DIR)",
+    )  # fmt: skip
+    run.add_argument("--model", choices=sorted(MODELS), help="the model to run (mlinfer models lists them)")
+    run.add_argument("--input", help="JSONL or JSONL.gz file (or s3:// URI with --target aws), one item per line")
     run.add_argument("--output", type=Path, help="local: folder for results.jsonl and summary.json")
-    run.add_argument("--batch-size", type=int, default=100)
-    run.add_argument("--concurrency", type=int, default=4)
+    run.add_argument("--resume", type=Path, metavar="DIR", help="local: continue an interrupted run in DIR")
+    run.add_argument("--batch-size", type=int, default=100, help="items per batch (one invocation each)")
+    run.add_argument("--concurrency", type=int, default=4, help="batches running at once (parallel mode)")
     run.add_argument("--memory", type=int, default=1024, help="Lambda memory size in MB (128-10240)")
-    run.add_argument("--arch", choices=["x86_64", "arm64"], default="x86_64")
-    run.add_argument("--mode", choices=["parallel", "monolithic"], default="parallel")
-    run.add_argument("--target", choices=["local", "aws"], default="local")
+    run.add_argument("--arch", choices=["x86_64", "arm64"], default="x86_64", help="architecture to price")
+    run.add_argument("--mode", choices=["parallel", "monolithic"], default="parallel",
+                     help="parallel: one invocation per batch; monolithic: one function works through all")  # fmt: skip
+    run.add_argument("--timeout", type=float, default=900.0, help="local: seconds one invocation may run")
+    run.add_argument("--no-limits", action="store_true",
+                     help="local: do not confine workers to Lambda's CPU share and memory")  # fmt: skip
+    run.add_argument("--target", choices=["local", "aws"], default="local", help="where to run")
     run.add_argument("--stack", help="aws: the deployed stack's name")
     run.add_argument("--output-uri", help="aws: s3:// prefix for the run's files (default: runs/<model>/<run>/)")
     run.add_argument("--tolerated-failure-percentage", type=float, default=0.0, help="aws: failed batches allowed")
@@ -214,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     train = sub.add_parser("train", help="train the scikit-learn models")
-    train.add_argument("--models", nargs="*", choices=sorted(MODELS))
+    train.add_argument("--models", nargs="*", choices=sorted(n for n in MODELS if is_trainable(n)),
+                       help="default: all of them")  # fmt: skip
     train.add_argument("--data", type=Path, help="JSONL(.gz) with 'text' and 'label' (default: shipped sample)")
     train.add_argument("--out", type=Path, default=Path("models"))
     train.add_argument("--limit", type=int)
@@ -276,11 +327,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "model_dir", None) is None and "MODEL_DIR" not in os.environ and Path("models").is_dir():
         args.model_dir = Path("models")
+    from mlinfer.runtime.errors import BatchError
+
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except KeyboardInterrupt:
+        print("mlinfer: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, OSError, RuntimeError, BatchError) as exc:
         print(f"mlinfer: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def test_source_slice_local_file_with_bad_lines(handler, lambda_context, tmp_pat
     src.write_text('{"id": "a", "text": "happy"}\nnot json\n{"id": "c", "text": "sad"}\n\n{"id": "e", "text": "ok"}\n')
     resp = handler({"source": {"uri": str(src), "offset": 1, "limit": 3}}, lambda_context)
     assert [r["id"] for r in resp["results"]] == [None, "c", None]
-    assert [r.get("line") for r in resp["results"]] == [1, None, 3]  # lines without an id name their line
+    assert [r.get("line") for r in resp["results"]] == [2, None, 4]  # lines without an id name their line (from 1)
     assert resp["results"][0]["error"]["type"] == "InvalidJson"
     assert resp["results"][2]["error"]["type"] == "InvalidJson"  # blank line
 

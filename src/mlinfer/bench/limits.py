@@ -96,10 +96,24 @@ class Sandbox:
         for d in self._dirs:
             self._write(d / "cgroup.procs", str(pid))
 
-    def pin(self) -> None:
-        """Restrict the calling process to as many cores as the function would see."""
-        if hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: self.cores])
+    def oom_kills(self) -> int:
+        """How many processes the kernel killed in this sandbox for exceeding its memory limit."""
+        for d in self._dirs:
+            for name in ("memory.events", "memory.oom_control"):  # v2, v1 (kernel 4.13+)
+                try:
+                    for line in (d / name).read_text().splitlines():
+                        if line.startswith("oom_kill "):
+                            return int(line.split()[1])
+                except OSError:
+                    continue
+        return 0
+
+    def cores_for(self, slot: int) -> list[int]:
+        """The cores environment number ``slot`` runs on: as many as the function would see, spread over
+        the host so that concurrent environments do not share a core while others are free."""
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+        start = (slot * self.cores) % len(cpus)
+        return [cpus[(start + i) % len(cpus)] for i in range(self.cores)]
 
     def close(self) -> None:
         for d in reversed(self._dirs):

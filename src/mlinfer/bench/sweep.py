@@ -9,10 +9,8 @@ from the REPORT line, like AWS Lambda Power Tuning, and restored afterwards.
 from __future__ import annotations
 
 import base64
-import contextlib
 import csv
 import json
-import multiprocessing
 import os
 import time
 import uuid
@@ -25,6 +23,7 @@ from typing import Any
 from mlinfer.bench.limits import Sandbox
 from mlinfer.bench.logs import parse_lines
 from mlinfer.cost.pricing import lambda_cost
+from mlinfer.local.environment import Environment
 from mlinfer.runtime.threads import lambda_vcpus
 
 COLUMNS = [
@@ -89,74 +88,21 @@ def _price_row(row: dict[str, Any], region: str) -> dict[str, Any]:
 # --- local ------------------------------------------------------------------------------------------
 
 
-def _bench_worker(conn: Any, model: str, model_dir: str, memory_mb: int, log_dir: str, cores: int) -> None:
-    """One execution environment: wait until sandboxed, INIT, then serve batches from the pipe."""
-    from mlinfer.local import runner
+class LocalEnvironment(Environment):
+    """An execution environment for the sweep: the model's worker in its sandbox (or unconfined)."""
 
-    conn.recv()
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])
-    try:
-        runner.worker_init(model, model_dir, memory_mb, "x86_64", log_dir)
-    except Exception as exc:
-        conn.send({"error": f"{type(exc).__name__}: {exc}"})
-        return
-    conn.send({"ready": True})
-    while (event := conn.recv()) is not None:
-        conn.send(runner.worker_invoke(event, 900.0))
-
-
-class LocalEnvironment:
-    """A worker process in its own sandbox; ``invoke`` returns the runner's invocation record."""
-
-    def __init__(self, cfg: SweepConfig, memory_mb: int, log_dir: Path) -> None:
-        self.sandbox = Sandbox(memory_mb, enforce=cfg.enforce_limits)
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        args = (child, cfg.model, str(cfg.model_dir), memory_mb, str(log_dir), self.sandbox.cores)
-        self.proc = ctx.Process(target=_bench_worker, args=args, daemon=True)
-        self.proc.start()
-        child.close()  # so that a worker that dies shows as EOF here, not as silence
-        self.sandbox.add(self.proc.pid)
-        self.conn.send("go")
+    def __init__(self, cfg: SweepConfig, memory_mb: int, log_dir: Path, slot: int = 0) -> None:
+        limits = "cgroup" if cfg.enforce_limits else "none"
+        super().__init__(cfg.model, str(cfg.model_dir), memory_mb, log_dir, "x86_64", limits, slot)
         self.timeout_s = cfg.timeout_s
-        reply = self._recv()
-        if "error" in reply:
-            raise RuntimeError(reply["error"])
 
-    def _recv(self) -> dict[str, Any]:
-        if not self.conn.poll(self.timeout_s):
-            self.close()
-            raise TimeoutError(f"no answer within {self.timeout_s:.0f} s")
-        try:
-            return self.conn.recv()
-        except (EOFError, ConnectionError):
-            self.proc.join(5)
-            code = self.proc.exitcode
-            if code is not None and code < 0 and self.sandbox.memory_enforced:
-                raise MemoryError(f"killed (signal {-code}): out of memory at {self.sandbox.memory_mb} MB") from None
-            raise RuntimeError(f"worker exited with code {code}") from None
-
-    def invoke(self, items: list[dict[str, Any]], index: int) -> dict[str, Any]:
-        self.conn.send({"items": items, "batch": index})
-        return self._recv()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.conn.send(None)
-        self.proc.join(5)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(5)
-        self.sandbox.close()
+    def invoke_items(self, items: list[dict[str, Any]], index: int) -> dict[str, Any]:
+        return self.invoke({"items": items, "batch": index}, self.timeout_s)
 
 
 def _failure_reason(exc: Exception) -> str:
-    if isinstance(exc, MemoryError):
-        return "oom"
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    return "error"
+    kind = getattr(exc, "error_type", "")
+    return {"Runtime.OutOfMemory": "oom", "Sandbox.Timedout": "timeout"}.get(kind, "error")
 
 
 def local_invocations(cfg: SweepConfig, items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -204,7 +150,7 @@ def _local_config(cfg: SweepConfig, items: list, base: dict[str, Any], log_dir: 
         env = None
         try:
             env = LocalEnvironment(cfg, memory, log_dir)
-            yield row("cold", env.invoke(batch_of(items, batch_size, i * batch_size), i), env)
+            yield row("cold", env.invoke_items(batch_of(items, batch_size, i * batch_size), i), env)
         except Exception as exc:
             yield row("cold", None, env, status="skipped", reason=f"{_failure_reason(exc)}: {exc}"[:200])
             return  # a configuration that cannot load or answer is skipped, not retried
@@ -213,13 +159,13 @@ def _local_config(cfg: SweepConfig, items: list, base: dict[str, Any], log_dir: 
                 env.close()
     envs: list[LocalEnvironment] = []
     try:
-        envs = [LocalEnvironment(cfg, memory, log_dir) for _ in range(concurrency)]
+        envs = [LocalEnvironment(cfg, memory, log_dir, slot) for slot in range(concurrency)]
         for env in envs:  # each environment's first request is its cold one; not counted as warm
-            env.invoke(batch_of(items, batch_size, 0), -1)
+            env.invoke_items(batch_of(items, batch_size, 0), -1)
         per_env = -(-cfg.warm // concurrency)
         with ThreadPoolExecutor(concurrency) as pool:
             futures = [
-                pool.submit(lambda e, k: [e.invoke(batch_of(items, batch_size, (k * per_env + j) * batch_size), j)
+                pool.submit(lambda e, k: [e.invoke_items(batch_of(items, batch_size, (k * per_env + j) * batch_size), j)
                                           for j in range(per_env)], env, k)
                 for k, env in enumerate(envs)
             ]  # fmt: skip

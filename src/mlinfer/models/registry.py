@@ -90,6 +90,27 @@ def artifact_path(name: str, root: Path | None = None) -> Path:
     return (root or model_dir()) / get_spec(name).options.get("artifact", name)
 
 
+def is_trainable(name: str) -> bool:
+    """Whether ``mlinfer train`` makes this model (the scikit-learn families); the others are exported."""
+    return get_spec(name).adapter == _SK
+
+
+def prepare_command(name: str, root: Path) -> str:
+    """The command that puts a servable artifact for ``name`` under ``root`` (what to run when it is missing)."""
+    spec, out = get_spec(name), artifact_path(name, root)
+    if is_trainable(name):
+        return f"mlinfer train --models {name} --out {root}"
+    if spec.family == "resnet":
+        return f"mlinfer export --model {name} --source <folder or Hub id> --out {out}   (or --random)"
+    return f"mlinfer export --model {name} --source <Hugging Face model folder> --out {out}"
+
+
+def missing_model_advice(name: str, root: Path) -> str:
+    """Why a model cannot be served from ``root``, and a command that fixes it."""
+    what = "trained" if is_trainable(name) else "exported"
+    return f"no {what} model at {artifact_path(name, root)}; make it first: {prepare_command(name, root)}"
+
+
 def load_model(name: str, root: Path | None = None) -> ModelAdapter:
     """Load model ``name`` from its artifact folder with its family adapter."""
     return get_spec(name).adapter_class().load(artifact_path(name, root), name=name)

@@ -26,9 +26,16 @@ from mlinfer.runtime import metrics as m
 from mlinfer.runtime.errors import InvalidEventError, UnknownModelError
 from mlinfer.runtime.events import BatchRequest, BatchResponse, ItemResult, parse_event
 from mlinfer.runtime.items import ItemInputError, as_mapping, item_id
-from mlinfer.runtime.storage import parse_jsonl_line, read_bytes, read_jsonl_slice, write_bytes, write_jsonl
+from mlinfer.runtime.storage import (
+    dump_line,
+    meta_uri,
+    parse_jsonl_line,
+    read_bytes,
+    read_jsonl_slice,
+    write_bytes,
+    write_lines,
+)
 from mlinfer.runtime.threads import configure_threads
-from mlinfer.workflow.layout import meta_uri
 
 _IMPORTED_AT = time.perf_counter()
 
@@ -74,9 +81,9 @@ class InferenceRuntime:
         src = request.source
         assert src is not None
         out: list[tuple[Any, Any, int | None]] = []
-        for line_no, text in read_jsonl_slice(src.uri, src.offset, src.limit, src.byte_start, src.byte_end):
+        for line_no, raw in read_jsonl_slice(src.uri, src.offset, src.limit, src.byte_start, src.byte_end):
             try:
-                item = parse_jsonl_line(text)
+                item = parse_jsonl_line(raw)
             except ValueError as exc:
                 item = ItemInputError("InvalidJson", f"line {line_no}: {exc}")
             if not isinstance(item, dict | ItemInputError):
@@ -138,8 +145,8 @@ class InferenceRuntime:
         cold = self.invocations == 0
         self.invocations += 1
         results, timings = self.run_batch(request)
-        lines = [r.to_line() for r in results]
-        failed = sum(1 for r in results if r.error is not None)
+        lines = [_strict_line(r) for r in results]
+        failed = sum(1 for line in lines if "error" in line[0])
         response = BatchResponse(
             model=self.model_name,
             batch=request.batch,
@@ -152,13 +159,13 @@ class InferenceRuntime:
         )
         t0 = time.perf_counter()
         out_uri = request.output.uri if request.output else None
-        if out_uri is None and len(json.dumps(lines)) > RESPONSE_LIMIT_BYTES:
+        if out_uri is None and sum(len(text) + 2 for _, text in lines) > RESPONSE_LIMIT_BYTES:
             out_uri = self._overflow_uri(request, context)
         if out_uri:
-            write_jsonl(out_uri, lines)
+            write_lines(out_uri, [text for _, text in lines])
             response.results_uri = out_uri
         else:
-            response.results = lines
+            response.results = [row for row, _ in lines]
         timings["write"] = (time.perf_counter() - t0) * 1000
         if cold:
             timings["model_load"] = self.model_load_ms
@@ -241,6 +248,17 @@ class InferenceRuntime:
         metrics.add_metadata(key="threads", value=self.threads)
 
 
+def _strict_line(result: ItemResult) -> tuple[dict[str, Any], str]:
+    """A result's output row and its strict-JSON text; a result that has no strict JSON form (a model that
+    returned NaN) becomes an error line instead, so the output always parses."""
+    row = result.to_line()
+    try:
+        return row, dump_line(row)
+    except ValueError as exc:
+        row = ItemResult.fail(result.id, "NonFiniteResult", f"the model returned a non-finite value: {exc}").to_line()
+        return row, dump_line(row)
+
+
 def _memory_mb(context: Any) -> int:
     return int(getattr(context, "memory_limit_in_mb", None) or os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 0))
 
@@ -254,7 +272,12 @@ def create_handler(model_name: str | None = None, adapter: ModelAdapter | None =
     @metrics.log_metrics(capture_cold_start_metric=True)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.append_keys(model=runtime.model_name)
-        return runtime.handle(event, context)
+        try:
+            return runtime.handle(event, context)
+        except Exception:
+            metrics.add_dimension(name="model", value=runtime.model_name)
+            metrics.add_metric(name=m.BATCH_FAILURES, unit=MetricUnit.Count, value=1)
+            raise
 
     handler.runtime = runtime  # type: ignore[attr-defined]
     return handler

@@ -20,10 +20,17 @@ class ItemInputError(ValueError):
         self.type = error_type
 
 
+def valid_id(value: Any) -> bool:
+    """Ids are strings or integers: they are echoed in every output line, which must stay strict JSON."""
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
 def item_id(item: Any, position: int) -> Any:
-    """The id reported for an item: its ``id`` field, or its position for bare values."""
+    """The id reported for an item: its ``id`` field (``None`` when it is not a valid id), or its position
+    for bare values."""
     if isinstance(item, Mapping):
-        return item.get("id")
+        value = item.get("id")
+        return value if valid_id(value) else None
     return position
 
 
@@ -32,6 +39,8 @@ def as_mapping(item: Any, text_field: str = "text") -> Mapping[str, Any]:
     if isinstance(item, Mapping):
         if "id" not in item:
             raise ItemInputError("MissingId", "item has no 'id' field")
+        if not valid_id(item["id"]):
+            raise ItemInputError("InvalidId", f"'id' must be a string or an integer, got {type(item['id']).__name__}")
         return item
     if isinstance(item, str):
         return {text_field: item}

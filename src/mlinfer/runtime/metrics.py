@@ -10,5 +10,6 @@ IMPORT_TIME = "ImportTime"
 INFERENCE_TIME = "InferenceTime"
 READ_TIME = "ReadTime"
 WRITE_TIME = "WriteTime"
+BATCH_FAILURES = "BatchFailures"  # invocations that failed as a whole (a typed batch error)
 
 DIMENSIONS = ("model", "memory_mb", "architecture")

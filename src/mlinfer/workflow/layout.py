@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlinfer.runtime.storage import split_s3_uri
+from mlinfer.runtime.storage import meta_uri, split_s3_uri
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,3 @@ class RunLayout:
     def bucket_key(self, uri: str) -> tuple[str, str]:
         """``(bucket, key)`` of one of this run's S3 URIs (used by the workflow's error records)."""
         return split_s3_uri(uri)
-
-
-def meta_uri(results_uri: str) -> str:
-    """The metadata sidecar written next to a batch's results."""
-    stem = results_uri[: -len(".jsonl")] if results_uri.endswith(".jsonl") else results_uri
-    return stem + ".meta.json"

@@ -7,19 +7,20 @@ payloads stay a few hundred bytes whatever the batch size.
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
+import zlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlinfer.runtime.errors import BatchError, SourceReadError
-from mlinfer.runtime.storage import s3_client, split_s3_uri, write_bytes
+from mlinfer.runtime.storage import BOM, copy_stream, iter_chunks, open_binary, read_bytes, split_s3_uri, write_bytes
 from mlinfer.workflow.layout import RunLayout
 
 #: Distributed Map runs at most 10,000 child executions at once.
 MAX_CONCURRENCY = 10_000
-SCAN_CHUNK = 1 << 20
 
 
 class InvalidRequestError(BatchError):
@@ -49,64 +50,64 @@ def parse_request(payload: Any) -> RunRequest:
         raise InvalidRequestError(f"invalid run request: {details}") from exc
 
 
-def _chunks(uri: str):
-    """The object's bytes in chunks (streamed from S3; read from disk locally)."""
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def decompress_input(uri: str, layout: RunLayout) -> str:
+    """A gzip-compressed input, decompressed as a stream into the run's prefix (``input.jsonl``), so that
+    batches can be byte ranges of it; the URI to plan over."""
+    target = layout.prefix + "input.jsonl"
     try:
-        if uri.startswith("s3://"):
-            bucket, key = split_s3_uri(uri)
-            yield from s3_client().get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(SCAN_CHUNK)
-            return
-        path = uri[len("file://") :] if uri.startswith("file://") else uri
-        with open(path, "rb") as fh:
-            while chunk := fh.read(SCAN_CHUNK):
-                yield chunk
-    except SourceReadError:
-        raise
-    except Exception as exc:
-        raise SourceReadError(f"cannot read {uri}: {exc}") from exc
+        copy_stream(gzip.GzipFile(fileobj=open_binary(uri), mode="rb"), target)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise SourceReadError(f"cannot decompress {uri}: {exc}") from exc
+    return target
 
 
-def line_offsets(uri: str) -> tuple[list[int], int]:
-    """Start byte of every line and the object size. A last line without a newline counts."""
+def scan_batches(uri: str, batch_size: int) -> tuple[list[int], int, int]:
+    """One pass over the object: the start byte of every batch's first line, the number of lines and the
+    object's size. Memory grows with the number of batches, not lines. A leading BOM is skipped; a last
+    line without a newline counts."""
+    skip = len(BOM) if read_bytes(uri, 0, len(BOM)) == BOM else 0
     starts: list[int] = []
-    pos = 0
-    at_line_start = True
-    for chunk in _chunks(uri):
+    lines, pos, line_start = 0, skip, True
+    for chunk in iter_chunks(uri, skip or None):
         i = 0
         while i < len(chunk):
-            if at_line_start:
-                starts.append(pos + i)
-                at_line_start = False
+            if line_start:
+                if lines % batch_size == 0:
+                    starts.append(pos + i)
+                lines += 1
+                line_start = False
             nl = chunk.find(b"\n", i)
             if nl < 0:
                 break
-            i = nl + 1
-            at_line_start = True
+            i, line_start = nl + 1, True
         pos += len(chunk)
-    return starts, pos
+    return starts, lines, pos
 
 
 def build_plan(uri: str, batch_size: int, layout: RunLayout) -> tuple[list[dict[str, Any]], int]:
     """Batch entries (source slice, output key, error record key) and the number of lines."""
-    starts, size = line_offsets(uri)
+    starts, n_lines, size = scan_batches(uri, batch_size)
     entries = []
-    for index, first in enumerate(range(0, len(starts), batch_size)):
-        last = min(first + batch_size, len(starts))
+    for index, start in enumerate(starts):
+        first = index * batch_size
         entry: dict[str, Any] = {
             "index": index,
             "source": {
                 "uri": uri,
                 "offset": first,
-                "limit": last - first,
-                "byteStart": starts[first],
-                "byteEnd": starts[last] if last < len(starts) else size,
+                "limit": min(batch_size, n_lines - first),
+                "byteStart": start,
+                "byteEnd": starts[index + 1] if index + 1 < len(starts) else size,
             },
             "output": {"uri": layout.batch_results(index)},
         }
         if layout.is_s3:
             entry["errorBucket"], entry["errorKey"] = layout.bucket_key(layout.batch_error(index))
         entries.append(entry)
-    return entries, len(starts)
+    return entries, n_lines
 
 
 def default_output(request: RunRequest, run_id: str) -> str:
@@ -130,7 +131,10 @@ def make_plan(
             f"model {request.model!r} has no function in this stack; deployed: {', '.join(sorted(known_models))}"
         )
     layout = RunLayout(request.output or default_output(request, run_id))
-    entries, items = build_plan(request.input, request.batch_size, layout)
+    source = request.input
+    if read_bytes(source, 0, len(GZIP_MAGIC)) == GZIP_MAGIC:
+        source = decompress_input(source, layout)
+    entries, items = build_plan(source, request.batch_size, layout)
     write_bytes(layout.plan, json.dumps(entries).encode(), "application/json")
     plan_bucket, plan_key = layout.bucket_key(layout.plan) if layout.is_s3 else (None, None)
     return {
@@ -138,6 +142,7 @@ def make_plan(
         "model": request.model,
         "functionName": function_name,
         "input": request.input,
+        "source": source,
         "prefix": layout.prefix,
         "planUri": layout.plan,
         "planBucket": plan_bucket,

@@ -10,11 +10,21 @@ import json
 import statistics
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from mlinfer.cost.pricing import project_lambda_cost
 from mlinfer.cost.stepfunctions import monolithic_transitions, parallel_transitions, stepfunctions_cost
-from mlinfer.runtime.storage import exists, parse_jsonl_line, read_bytes, read_jsonl_slice, write_bytes
+from mlinfer.runtime.items import item_id
+from mlinfer.runtime.storage import (
+    dump_line,
+    exists,
+    parse_jsonl_line,
+    read_bytes,
+    read_jsonl_slice,
+    write_bytes,
+    write_lines,
+)
 from mlinfer.workflow.layout import RunLayout
 
 
@@ -31,22 +41,37 @@ def _read_json(uri: str) -> Any:
     return json.loads(read_bytes(uri))
 
 
-def failed_batch_lines(entry: dict[str, Any], error_type: str, message: str) -> list[dict[str, Any]]:
+def failed_batch_lines(entry: dict[str, Any], error_type: str, message: str) -> Iterator[dict[str, Any]]:
     """One error line per item of a batch that produced no results (ids read back from the input)."""
     src = entry["source"]
-    lines = read_jsonl_slice(src["uri"], src["offset"], src["limit"], src.get("byteStart"), src.get("byteEnd"))
-    out = []
-    for line_no, text in lines:
+    for line_no, raw in read_jsonl_slice(
+        src["uri"], src["offset"], src["limit"], src.get("byteStart"), src.get("byteEnd")
+    ):
         try:
-            obj = parse_jsonl_line(text)
-            ident = obj.get("id") if isinstance(obj, dict) else None
+            obj = parse_jsonl_line(raw)
+            ident = item_id(obj, 0) if isinstance(obj, dict) else None
         except ValueError:
             ident = None
         row: dict[str, Any] = {"id": ident, "error": {"type": error_type, "message": message}}
         if ident is None:
             row["line"] = line_no
-        out.append(row)
-    return out
+        yield row
+
+
+def batch_lines(layout: RunLayout, entry: dict[str, Any]) -> tuple[list[str] | None, str | None]:
+    """A batch's result lines as written (strict JSON text), or ``None`` and why the batch has none."""
+    index, expected = entry["index"], entry["source"]["limit"]
+    if exists(layout.batch_results(index)):
+        body = read_bytes(layout.batch_results(index)).decode("utf-8")
+        lines = body.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        if len(lines) == expected:
+            return lines, None
+        return None, f"IncompleteBatch: batch {index} wrote {len(lines)} of {expected} lines"
+    if exists(layout.batch_error(index)):
+        return None, "BatchFailed: " + _error_message(_read_json(layout.batch_error(index)))
+    return None, f"BatchNotRun: batch {index} has neither results nor an error record"
 
 
 def _error_message(record: dict[str, Any]) -> str:
@@ -72,6 +97,8 @@ def summarize_run(
     memory_mb: int | None = None,
     architecture: str | None = None,
     write: bool = True,
+    label: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Read every batch's results (or its failure record), write ``results.jsonl`` and ``summary.json``.
 
@@ -80,30 +107,43 @@ def summarize_run(
     """
     layout = RunLayout(run["prefix"])
     entries = _read_json(layout.plan)
-    merged: list[dict[str, Any]] = []
     metas: list[dict[str, Any]] = []
     failed: list[int] = []
-    for entry in entries:
-        index = entry["index"]
-        if exists(layout.batch_results(index)):
-            lines = [json.loads(x) for x in read_bytes(layout.batch_results(index)).decode().splitlines()]
-            if len(lines) != entry["source"]["limit"]:
-                lines = failed_batch_lines(entry, "IncompleteBatch", f"batch {index} wrote {len(lines)} lines")
-                failed.append(index)
-            elif exists(layout.batch_meta(index)):
-                metas.append(_read_json(layout.batch_meta(index)))
-        elif exists(layout.batch_error(index)):
-            lines = failed_batch_lines(entry, "BatchFailed", _error_message(_read_json(layout.batch_error(index))))
-            failed.append(index)
-        else:
-            lines = failed_batch_lines(entry, "BatchNotRun", f"batch {index} has neither results nor an error record")
-            failed.append(index)
-        merged.extend(lines)
+    errors: Counter[str] = Counter()
+    items = 0
 
-    errors = Counter(line["error"]["type"] for line in merged if "error" in line)
+    def merged() -> Iterator[str]:
+        """Every input line's output line, in input order, one batch in memory at a time."""
+        nonlocal items
+        for entry in entries:
+            lines, why = batch_lines(layout, entry)
+            if lines is None:
+                failed.append(entry["index"])
+                error_type, _, message = (why or "").partition(": ")
+                lines = [dump_line(row) for row in failed_batch_lines(entry, error_type, message)]
+            elif exists(layout.batch_meta(entry["index"])):
+                metas.append(_read_json(layout.batch_meta(entry["index"])))
+            for line in lines:
+                if '"error"' in line:  # cheap filter; result lines are parsed only when they might be errors
+                    row = json.loads(line)
+                    if "error" in row:
+                        errors[row["error"]["type"]] += 1
+                items += 1
+                yield line
+
+    if write:
+        write_lines(layout.results, merged())
+    else:
+        for _ in merged():
+            pass
+
     n_batches = len(entries)
     failed_pct = 100.0 * len(failed) / n_batches if n_batches else 0.0
-    status = "SUCCEEDED" if failed_pct <= run.get("toleratedFailurePercentage", 0) else "FAILED"
+    n_errors = sum(errors.values())
+    within = failed_pct <= run.get("toleratedFailurePercentage", 0)
+    # A run in which no item got a result (a wrong file, a model that cannot load) has failed, tolerance or not.
+    status = "SUCCEEDED" if within and (n_errors < items or items == 0) else "FAILED"
+    outcome = "failed" if status == "FAILED" else "partial" if n_errors else "complete"
     handler_ms = [m["timingsMs"]["total"] for m in metas]
     per_invocation: dict[str, float] = {}  # a monolithic invocation serves several batches
     for n, meta in enumerate(metas):
@@ -126,12 +166,12 @@ def summarize_run(
         express = None
     sfn = stepfunctions_cost(transitions, express, region=region)
     total = lam.total + sfn.total
-    items = len(merged)
     summary = {
         "run_id": run.get("runId"),
         "model": run["model"],
         "mode": run["mode"],
         "status": status,
+        "outcome": outcome,
         "input": run["input"],
         "config": {
             "batch_size": run["batchSize"],
@@ -142,8 +182,8 @@ def summarize_run(
             "tolerated_failure_percentage": run.get("toleratedFailurePercentage", 0),
         },
         "items": items,
-        "results": items - sum(errors.values()),
-        "errors": sum(errors.values()),
+        "results": items - n_errors,
+        "errors": n_errors,
         "error_types": dict(errors),
         "batches": n_batches,
         "failed_batches": len(failed),
@@ -159,7 +199,8 @@ def summarize_run(
         "init_ms": {"median": round(statistics.median(inits), 2) if inits else 0.0},
         "peak_memory_mb": peak_memory_mb,
         "cost": {
-            "label": "projection from measured durations" if durations_ms is not None else "from handler timings",
+            "label": label
+            or ("projection from measured durations" if durations_ms is not None else "from handler timings"),
             "total_usd": total,
             "per_item_usd": total / items if items else 0.0,
             "per_1000_items_usd": 1000 * total / items if items else 0.0,
@@ -168,8 +209,7 @@ def summarize_run(
         },
         "files": {"results": layout.results, "summary": layout.summary, "plan": layout.plan},
     }
+    summary.update(extra or {})
     if write:
-        body = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in merged).encode()
-        write_bytes(layout.results, body, "application/x-ndjson")
         write_bytes(layout.summary, (json.dumps(summary, indent=2) + "\n").encode(), "application/json")
     return summary
