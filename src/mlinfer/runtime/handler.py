@@ -27,6 +27,7 @@ from mlinfer.runtime.errors import InvalidEventError, UnknownModelError
 from mlinfer.runtime.events import BatchRequest, BatchResponse, ItemResult, parse_event
 from mlinfer.runtime.items import ItemInputError, as_mapping, item_id
 from mlinfer.runtime.storage import (
+    LineError,
     dump_line,
     meta_uri,
     parse_jsonl_line,
@@ -84,8 +85,8 @@ class InferenceRuntime:
         for line_no, raw in read_jsonl_slice(src.uri, src.offset, src.limit, src.byte_start, src.byte_end):
             try:
                 item = parse_jsonl_line(raw)
-            except ValueError as exc:
-                item = ItemInputError("InvalidJson", f"line {line_no}: {exc}")
+            except LineError as exc:
+                item = ItemInputError(exc.type, f"line {line_no}: {exc}")
             if not isinstance(item, dict | ItemInputError):
                 item = ItemInputError(
                     "InvalidItem", f"line {line_no}: expected a JSON object, got {type(item).__name__}"

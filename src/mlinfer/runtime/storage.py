@@ -229,28 +229,37 @@ def _nesting_depth(text: str, limit: int) -> bool:
     return False
 
 
+class LineError(ValueError):
+    """A line that is not a JSON value; ``type`` names why (``InvalidJson``, ``InvalidUtf8``, ``LineTooLong``)."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.type = error_type
+
+
 def parse_jsonl_line(raw: bytes | str | OversizeLine) -> Any:
-    """Parse one line; raises ``ValueError`` with a readable message, whatever the bytes.
+    """Parse one line; raises :class:`LineError` with a readable message, whatever the bytes.
 
     Accepted as Python's ``json`` does: duplicate keys (the last wins) and the constants ``NaN`` and
     ``Infinity`` (per-field validation then refuses non-finite values where numbers are expected)."""
     if isinstance(raw, OversizeLine):
-        raise ValueError(f"line is {raw.size:,} bytes; the limit is {MAX_LINE_BYTES:,} (MAX_LINE_BYTES)")
+        raise LineError("LineTooLong", f"line is {raw.size:,} bytes; the limit is {MAX_LINE_BYTES:,} (MAX_LINE_BYTES)")
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ValueError(f"not valid UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r})") from None
+            bad = raw[exc.start : exc.start + 1]
+            raise LineError("InvalidUtf8", f"not valid UTF-8 (byte {exc.start}: {bad!r})") from None
     if not raw.strip():
-        raise ValueError("blank line")
+        raise LineError("InvalidJson", "blank line")
     if raw.count("[") + raw.count("{") > MAX_JSON_DEPTH and _nesting_depth(raw, MAX_JSON_DEPTH):
-        raise ValueError(f"JSON nests deeper than {MAX_JSON_DEPTH} levels")
+        raise LineError("InvalidJson", f"JSON nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(raw)
     except RecursionError:
-        raise ValueError(f"JSON nests deeper than {sys.getrecursionlimit()} levels") from None
+        raise LineError("InvalidJson", f"JSON nests deeper than {sys.getrecursionlimit()} levels") from None
     except ValueError as exc:  # JSONDecodeError, or an integer over Python's digit limit
-        raise ValueError(f"not valid JSON: {exc}") from None
+        raise LineError("InvalidJson", f"not valid JSON: {exc}") from None
 
 
 def dump_line(row: dict[str, Any]) -> str:
