@@ -130,9 +130,22 @@ def worker_invoke(event: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     }
 
 
+def _die_with_parent() -> None:
+    """On Linux, the kernel kills this worker when the runner dies (``kill -9``), as a reboot would: no batch
+    goes on unrecorded after its run has gone."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the runner died before the call
+            os._exit(1)
+
+
 def _serve(conn: Any, init_args: tuple, cores: list[int] | None) -> None:
     """The worker's main loop: wait until sandboxed, INIT, then answer invocations until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
+    _die_with_parent()
     conn.recv()
     if cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)
@@ -191,11 +204,12 @@ class Environment:
         """What a failed invocation is billed: the time it ran (Lambda bills a timed-out or crashed one)."""
         return {"response": {}, "duration_ms": elapsed_ms, "init_ms": None, "max_rss_mb": 0.0, "request_id": None}
 
-    def _recv(self, timeout_s: float, what: str) -> dict[str, Any]:
+    def _recv(self, timeout_s: float, what: str, grace_s: float = 0.0) -> dict[str, Any]:
         t0 = time.perf_counter()
-        if not self.conn.poll(timeout_s):
+        if not self.conn.poll(timeout_s + grace_s):
+            self.proc.kill()  # at once, as Lambda stops a function at its timeout: nothing more gets written
             self.close()
-            record = self._dead_record((time.perf_counter() - t0) * 1000)
+            record = self._dead_record(timeout_s * 1000)  # Lambda bills a timed-out invocation its timeout
             raise EnvironmentFailure("Sandbox.Timedout", f"{what} timed out after {timeout_s:.2f} seconds", record)
         try:
             return self.conn.recv()
@@ -221,7 +235,7 @@ class Environment:
     def invoke(self, event: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         """Serve one event; raises :class:`EnvironmentFailure` when the environment does not survive it."""
         self.conn.send((event, timeout_s))
-        return self._recv(timeout_s + 1.0, "Task")
+        return self._recv(timeout_s, "Task", grace_s=0.5)
 
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError, BrokenPipeError):
