@@ -8,10 +8,10 @@ SAM_CLI_VERSION := 1.170.0
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install models demo test test-unit lint build build-local invoke bench-transformers bench-resnet clean
+.PHONY: help install models demo test test-unit lint base-image build build-local deploy invoke bench-transformers bench-resnet clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed $(SAM_VENV)/.installed .tools/.installed ## Create .venv, .venv-sam (AWS SAM CLI), .tools (asl-validator)
 
@@ -55,16 +55,26 @@ test: install ## Lint, then every test (the container tests build images when Do
 test-unit: $(VENV)/.installed ## Unit tests only (no Docker)
 	$(BIN)/python -m pytest tests/unit
 
-build: install ## sam build with the AWS base images (needs public.ecr.aws)
-	$(SAM) build
+base-image: ## Docker daemon + a Lambda-compatible Python base image built offline (local/lambda-python:3.11)
+	tools/lambda-base-image
 
-build-local: install ## sam build with a local Lambda-compatible base image (LAMBDA_BASE_IMAGE)
+build: install ## sam build with the AWS base images (needs public.ecr.aws)
+	@$(SAM) build || { echo; echo "make build failed. Without access to public.ecr.aws, build on a local base image:"; \
+	  echo "  make base-image && make build-local"; exit 1; }
+
+build-local: install ## sam build with a local Lambda-compatible base image (LAMBDA_BASE_IMAGE; see make base-image)
 	sed 's#public.ecr.aws/lambda/python:3.12#$(or $(LAMBDA_BASE_IMAGE),local/lambda-python:3.11)#' template.yaml > template.local.yaml
 	$(SAM) build --template-file template.local.yaml --build-dir .aws-sam/local-build
 
-invoke: ## sam local invoke FUNCTION=KMeansFunction EVENT=events/kmeans.json (after build or build-local)
+deploy: install ## sam deploy --guided (after make build)
+	$(SAM) deploy --guided
+
+# The most recent build wins: .aws-sam/build (make build) or .aws-sam/local-build (make build-local).
+BUILT_TEMPLATE = $(firstword $(shell ls -t .aws-sam/build/template.yaml .aws-sam/local-build/template.yaml 2>/dev/null))
+
+invoke: ## sam local invoke FUNCTION=KMeansFunction EVENT=events/kmeans.json (the latest build)
 	$(SAM) local invoke $(or $(FUNCTION),KMeansFunction) --event $(or $(EVENT),events/kmeans.json) \
-	  $(if $(wildcard .aws-sam/local-build/template.yaml),--template .aws-sam/local-build/template.yaml,)
+	  $(if $(BUILT_TEMPLATE),--template $(BUILT_TEMPLATE),)
 
 bench-transformers: $(VENV)/.installed ## DistilBERT (IMDb) and TinyLlama-1.1B speed benchmarks (see docs/performance.md)
 	$(BIN)/python benchmarks/bert_bench.py --n 500
@@ -74,4 +84,4 @@ bench-resnet: $(VENV)/.installed ## ResNet-50 whole vs five-stage pipeline vs da
 	$(BIN)/python benchmarks/resnet.py
 
 clean: ## Remove build outputs, trained models and run outputs
-	rm -rf .aws-sam template.local.yaml models out .pytest_cache .ruff_cache .tools
+	rm -rf .aws-sam template.local.yaml template.test.yaml .test-artifacts models out .pytest_cache .ruff_cache .tools

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,12 @@ from mlinfer.models.registry import MODELS
 from .test_template import ROOT, model_functions, sam_cli
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
-BASE_TOOL = ROOT.parent / "shared" / "tools" / "lambda-base-image"
+BASE_TOOL = ROOT / "tools" / "lambda-base-image"
 ENV = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
+#: Where the tests put their models: never artifacts/, which real builds read (the Dockerfiles' ARTIFACTS).
+TEST_ARTIFACTS = ROOT / ".test-artifacts"
+BUILD_ID = f"test-{uuid.uuid4().hex[:12]}"
+KEEP = os.environ.get("MLINFER_KEEP_IMAGES") == "1"
 
 
 def base_image() -> str:
@@ -32,14 +37,15 @@ def base_image() -> str:
         if proc.returncode == 0 and proc.stdout.strip():
             return proc.stdout.strip().splitlines()[-1]
         pytest.skip(f"lambda-base-image failed: {proc.stderr.strip()[-300:]}")
-    pytest.skip("no Lambda base image: set LAMBDA_BASE_IMAGE or provide ../shared/tools/lambda-base-image")
+    pytest.skip("no Lambda base image: set LAMBDA_BASE_IMAGE or run make base-image")
 
 
 def offline_artifacts() -> None:
     """The Hub is out of reach here: give each BERT-family image a small model, trained on real reviews and
     exported through the real code, each TinyLlama image a tiny Llama, and the ResNet image a full-size
-    ResNet-50 with random weights split by the real code, in artifacts/<model> (the Dockerfiles' offline
-    path); torch's CPU wheel goes to artifacts/wheels."""
+    ResNet-50 with random weights split by the real code, in .test-artifacts/<model> (the Dockerfiles'
+    offline path, with ARTIFACTS=.test-artifacts), each marked TEST_MODEL so that a real build refuses it;
+    torch's CPU wheel goes to .test-artifacts/wheels."""
     from mlinfer.data.sample import make_reviews
     from mlinfer.models.bert_export import export
     from mlinfer.models.bert_train import train
@@ -50,44 +56,56 @@ def offline_artifacts() -> None:
     imdb = SHARED_DATA / "imdb_reviews.jsonl.gz"
     rows = read_jsonl(imdb, 600) if imdb.exists() else make_reviews(600, seed=3)
     for name, spec in MODELS.items():
-        target = ROOT / "artifacts" / name
+        target = TEST_ARTIFACTS / name
         if spec.adapter.endswith("BertAdapter") and not (target / "model.onnx").exists():
-            source = ROOT / "artifacts" / f".{name}-source"
+            source = TEST_ARTIFACTS / f".{name}-source"
             train(rows, source, steps=30, dim=32, layers=2, heads=2, max_length=128)
             export(str(source), target, [r["text"] for r in rows[:100]])
         if spec.adapter.endswith("LlamaAdapter") and not (target / "config.json").exists():
             build(target, [r["text"] for r in rows], chat=name.endswith("chat"))
-    resnet = ROOT / "artifacts" / "resnet50"
+    resnet = TEST_ARTIFACTS / "resnet50"
     if not (resnet / "stage4.onnx").exists():  # full size (the events carry ResNet-50's channel counts)
         from mlinfer.models.resnet_export import build_random
         from mlinfer.models.resnet_export import export as export_resnet
 
-        export_resnet(build_random(ROOT / "artifacts" / ".resnet50-source"), resnet)
-    wheels = ROOT / "artifacts" / "wheels"
+        export_resnet(build_random(TEST_ARTIFACTS / ".resnet50-source"), resnet)
+    for folder in TEST_ARTIFACTS.iterdir():
+        if folder.is_dir() and folder.name != "wheels" and not folder.name.startswith("."):
+            (folder / "TEST_MODEL").write_text("made by tests/integration/test_container.py; never ship it\n")
+    wheels = TEST_ARTIFACTS / "wheels"
     if not list(wheels.glob("torch-*.whl")):
         pip = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), "torch==2.13.0"]
         subprocess.run(pip, check=True, timeout=600)
 
 
-def docker_images() -> set[str]:
-    """Every image ID on the daemon; raises if the listing fails (an empty set would mark every image new)."""
+def built_images() -> list[str]:
+    """The images this module's builds made (functions, build stages, the emulator's images built on them):
+    they carry its BUILD_ID label, so nothing anyone else built can be among them."""
     proc = subprocess.run(
-        ["docker", "images", "-aq", "--no-trunc"], capture_output=True, text=True, timeout=60, check=True
+        ["docker", "images", "-aq", "--no-trunc", "--filter", f"label=org.mlinfer.build-id={BUILD_ID}"],
+        capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    return set(proc.stdout.split())
+    return sorted(set(proc.stdout.split()))
 
 
-def remove_new_images(before: set[str]) -> None:
-    """Remove the images this module made (functions, stages, the emulator's layers), keeping everything that
-    was there before: sixteen functions' images are several GB, and repeated runs would fill the disk.
-    MLINFER_KEEP_IMAGES=1 keeps them (faster rebuilds from the layer cache)."""
-    if os.environ.get("MLINFER_KEEP_IMAGES") == "1":
+def remove_built_images() -> None:
+    """Remove the images this module built (several GB) and its test models; MLINFER_KEEP_IMAGES=1 keeps both
+    (faster rebuilds from the layer cache)."""
+    if KEEP:
         return
     for _ in range(3):  # an image goes once the images built on it have gone
-        new = sorted(docker_images() - before)
-        if not new:
+        images = built_images()
+        if not images:
             break
-        subprocess.run(["docker", "rmi", "-f", *new], capture_output=True, timeout=600)
+        subprocess.run(["docker", "rmi", "-f", *images], capture_output=True, timeout=600)
+    shutil.rmtree(TEST_ARTIFACTS, ignore_errors=True)
+
+
+def test_template(image: str) -> str:
+    """template.yaml as the tests build it: the local base image, the test models, this module's label."""
+    extra = (f"        BASE_IMAGE: {image}\n        ARTIFACTS: .test-artifacts\n        ALLOW_TEST_MODEL: \"1\"\n"
+             f"        BUILD_ID: {BUILD_ID}")  # fmt: skip
+    return (ROOT / "template.yaml").read_text().replace("        BASE_IMAGE: public.ecr.aws/lambda/python:3.12", extra)
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +116,12 @@ def built_template(request) -> Path:
     if shutil.which("docker") is None:
         pytest.skip("docker not installed")
     image = base_image()
+    request.addfinalizer(remove_built_images)
     offline_artifacts()
-    build_dir = ROOT / ".aws-sam" / "local-build"
-    before = docker_images()
-    request.addfinalizer(lambda: remove_new_images(before))
-    local = ROOT / "template.local.yaml"
-    local.write_text((ROOT / "template.yaml").read_text().replace("public.ecr.aws/lambda/python:3.12", image))
+    build_dir = ROOT / ".aws-sam" / "test-build"
+    local = ROOT / "template.test.yaml"  # beside template.yaml: SAM resolves Dockerfile paths from it
+    local.write_text(test_template(image))
+    request.addfinalizer(lambda: local.unlink(missing_ok=True))
     proc = subprocess.run(
         [sam, "build", "--template-file", str(local), "--build-dir", str(build_dir)],
         cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=1800,
@@ -127,3 +145,17 @@ def test_function_answers_its_event(model, built_template):
     assert [r["id"] for r in response["results"]] == [i["id"] for i in items]
     assert response["failed"] == sum(1 for i in items if str(i["id"]).startswith(("bad-", "failed-")))
     assert "REPORT RequestId" in proc.stderr and '"ItemsProcessed"' in proc.stderr  # platform line and EMF
+
+
+def test_real_builds_never_see_a_test_model(built_template):
+    """The tests' models stay in .test-artifacts/; artifacts/ (what real builds read) holds none, and a build
+    that is handed one without ALLOW_TEST_MODEL refuses it, naming the folder."""
+    assert not list((ROOT / "artifacts").rglob("TEST_MODEL"))
+    proc = subprocess.run(
+        ["docker", "build", "--target", "export", "-f", "functions/transformers/Dockerfile", "--build-arg",
+         f"BASE_IMAGE={base_image()}", "--build-arg", "ARTIFACTS=.test-artifacts", "--build-arg",
+         f"BUILD_ID={BUILD_ID}", "-q", "."],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert ".test-artifacts/distilbert is a test model" in proc.stdout + proc.stderr
