@@ -101,7 +101,7 @@ def remove_built_images() -> None:
     shutil.rmtree(TEST_ARTIFACTS, ignore_errors=True)
 
 
-def test_template(image: str) -> str:
+def template_for_tests(image: str) -> str:
     """template.yaml as the tests build it: the local base image, the test models, this module's label."""
     extra = (f"        BASE_IMAGE: {image}\n        ARTIFACTS: .test-artifacts\n        ALLOW_TEST_MODEL: \"1\"\n"
              f"        BUILD_ID: {BUILD_ID}")  # fmt: skip
@@ -120,7 +120,7 @@ def built_template(request) -> Path:
     offline_artifacts()
     build_dir = ROOT / ".aws-sam" / "test-build"
     local = ROOT / "template.test.yaml"  # beside template.yaml: SAM resolves Dockerfile paths from it
-    local.write_text(test_template(image))
+    local.write_text(template_for_tests(image))
     request.addfinalizer(lambda: local.unlink(missing_ok=True))
     proc = subprocess.run(
         [sam, "build", "--template-file", str(local), "--build-dir", str(build_dir)],
