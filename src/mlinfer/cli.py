@@ -214,8 +214,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         source = ["--random"] if args.random else ["--model", args.source or spec.options["model_id"]]
         argv = ["--out", str(out), *source]
         return resnet_export.main(argv)
+    if spec.family == "llama":  # the artifact is the model folder itself, as from_pretrained reads it
+        if not args.source:
+            raise ValueError("give --source: a Hugging Face id or a local model folder")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        out = args.out or Path("artifacts") / args.model
+        AutoTokenizer.from_pretrained(args.source).save_pretrained(out)
+        AutoModelForCausalLM.from_pretrained(args.source).save_pretrained(out)
+        print(json.dumps({"source": args.source, "out": str(out)}, indent=2))
+        return 0
     if not spec.adapter.endswith("BertAdapter"):
-        raise ValueError(f"mlinfer export handles the BERT and ResNet families; {args.model} is {spec.family}")
+        raise ValueError(f"mlinfer export handles the BERT, TinyLlama and ResNet families; {args.model} is trained")
     from mlinfer.models.bert_export import export
 
     source = args.source or spec.options["model_id"]
