@@ -303,9 +303,7 @@ def run_local(cfg: RunConfig, resume: bool = False) -> RunResult:
         elif todo:
             for rec in _run_monolithic(job, envs, todo[0]["index"]):
                 bar.update(rec["response"].get("batches", 1) if not rec.get("error") else 1)
-    except KeyboardInterrupt:
-        envs.close()
-        bar.close()
+    except KeyboardInterrupt:  # the environments and the bar are closed below
         raise RunInterrupted(cfg.output, sum(job.done(e) for e in job.entries), total) from None
     finally:
         envs.close()

@@ -58,8 +58,8 @@ def failed_batch_lines(entry: dict[str, Any], error_type: str, message: str) -> 
         yield row
 
 
-def batch_lines(layout: RunLayout, entry: dict[str, Any]) -> tuple[list[str] | None, str | None]:
-    """A batch's result lines as written (strict JSON text), or ``None`` and why the batch has none."""
+def batch_lines(layout: RunLayout, entry: dict[str, Any]) -> tuple[list[str] | None, tuple[str, str] | None]:
+    """A batch's result lines as written (strict JSON text), or ``None`` and why it has none (type, message)."""
     index, expected = entry["index"], entry["source"]["limit"]
     if exists(layout.batch_results(index)):
         body = read_bytes(layout.batch_results(index)).decode("utf-8")
@@ -68,10 +68,10 @@ def batch_lines(layout: RunLayout, entry: dict[str, Any]) -> tuple[list[str] | N
             lines.pop()
         if len(lines) == expected:
             return lines, None
-        return None, f"IncompleteBatch: batch {index} wrote {len(lines)} of {expected} lines"
+        return None, ("IncompleteBatch", f"batch {index} wrote {len(lines)} of {expected} lines")
     if exists(layout.batch_error(index)):
-        return None, "BatchFailed: " + _error_message(_read_json(layout.batch_error(index)))
-    return None, f"BatchNotRun: batch {index} has neither results nor an error record"
+        return None, ("BatchFailed", _error_message(_read_json(layout.batch_error(index))))
+    return None, ("BatchNotRun", f"batch {index} has neither results nor an error record")
 
 
 def _error_message(record: dict[str, Any]) -> str:
@@ -119,7 +119,7 @@ def summarize_run(
             lines, why = batch_lines(layout, entry)
             if lines is None:
                 failed.append(entry["index"])
-                error_type, _, message = (why or "").partition(": ")
+                error_type, message = why or ("BatchNotRun", "")
                 lines = [dump_line(row) for row in failed_batch_lines(entry, error_type, message)]
             elif exists(layout.batch_meta(entry["index"])):
                 metas.append(_read_json(layout.batch_meta(entry["index"])))
