@@ -123,8 +123,10 @@ def s3_handler(model_root):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=lines_strategy(), bom=st.booleans(), final_newline=st.booleans())
 def test_the_handler_on_an_s3_source_accounts_for_every_line(s3_handler, lambda_context, lines, bom, final_newline):
-    if not final_newline and lines[-1] == b"":
-        lines = lines[:-1] or [b"x"]  # a file cannot end in an empty line without a newline
+    if not final_newline:  # without a final newline, trailing empty lines are not lines at all
+        while lines and lines[-1] == b"":
+            lines = lines[:-1]
+        lines = lines or [b"x"]
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="data")

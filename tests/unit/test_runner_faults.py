@@ -132,15 +132,19 @@ def test_interrupted_run_resumes_to_identical_results(texts_file, model_root, tm
             if not Path(f"/proc/{pid}").exists():
                 break
             time.sleep(0.05)
-    finished = len(list((out / "batches").glob("*.meta.json")))
-    assert 5 <= finished < 30 and not (out / "results.jsonl").exists()
+    finished = {int(p.name.split(".")[0]) for p in (out / "batches").glob("*.meta.json")}
+    assert 5 <= len(finished) < 30 and not (out / "results.jsonl").exists()
 
     again = subprocess.run([sys.executable, "-m", "mlinfer.cli", "run", "--resume", str(out), "--quiet", "--json"],
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert (out / "results.jsonl").read_bytes() == (tmp_path / "whole" / "results.jsonl").read_bytes()
     served = [r["batch"] for r in lines(out / "invocations.jsonl")]
-    assert len(served) == len(set(served)) == 30  # no finished batch was run twice
+    assert len(served) == len(set(served))  # no finished batch was run twice
+    # A kill between a batch's files and its invocation record loses that record (the runner died
+    # holding it), never the batch: anything unlogged was finished before the resume.
+    unlogged = set(range(30)) - set(served)
+    assert unlogged <= finished and len(unlogged) <= 1
     assert json.loads(again.stdout)["items"] == 600
 
 
