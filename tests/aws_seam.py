@@ -5,7 +5,9 @@ moto executes the real ASL definition (its interpreter comes from LocalStack) wh
 routes every Invoke through ``LambdaSimpleBackend.invoke``. :class:`LambdaSeam` replaces that single
 method: it dispatches by function name to the project's real handlers, in process, with a Lambda-like
 context, and turns an exception into a Lambda function error the way the Lambda service does. Tests can
-inject a throttle (HTTP 429) or a failure for a chosen invocation.
+inject, for chosen invocations, a throttle (HTTP 429), a failure, a timeout (``Sandbox.Timedout``, billed
+for the whole timeout), or an S3 read of the batch's source that fails once (moto's S3 answers
+``NoSuchKey``, as a read can during an outage).
 
 Like the platform, it starts a fresh execution environment (a new handler, a cold start) when the
 function's configuration changed, and answers ``LogType=Tail`` with a REPORT line (duration, billed
@@ -25,6 +27,8 @@ from typing import Any
 
 from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.s3.exceptions import MissingKey
+from moto.s3.responses import S3Response
 
 from mlinfer.local.context import LocalContext
 
@@ -43,7 +47,7 @@ class Fault:
     """Make invocations matching ``when(function_name, event)`` throttle or raise, ``times`` times."""
 
     when: Callable[[str, dict], bool]
-    kind: str  # "throttle" or "error"
+    kind: str  # "throttle", "error", "timeout" or "s3-read"
     times: int = 1
 
 
@@ -55,7 +59,9 @@ class LambdaSeam:
     faults: list[Fault] = field(default_factory=list)
     calls: list[tuple[str, dict, str]] = field(default_factory=list)  # (function, event, outcome)
     timeout_s: float = 900.0
+    failing_reads: set[str] = field(default_factory=set)  # S3 keys whose next GetObject fails
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock_reads: threading.Lock = field(default_factory=threading.Lock)
 
     def invoke(self, backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any):
         name = function_name.split(":")[6] if function_name.startswith("arn:") else function_name
@@ -64,9 +70,15 @@ class LambdaSeam:
             for fault in self.faults:
                 if fault.times > 0 and fault.when(name, event):
                     fault.times -= 1
+                    if fault.kind == "s3-read":  # the handler runs; its first read of the source fails
+                        self.failing_reads.add(event["source"]["uri"].split("/", 3)[3])
+                        break
                     self.calls.append((name, event, fault.kind))
                     if fault.kind == "throttle":
                         raise TooManyRequests()
+                    if fault.kind == "timeout":
+                        message = f"RequestId: injected Error: Task timed out after {self.timeout_s:.2f} seconds"
+                        return self._error(response_headers, TimeoutError(message), "Sandbox.Timedout")
                     return self._error(response_headers, RuntimeError(f"injected failure in {name}"))
             fn = backend.get_function(name)
             init_ms = self._environment(name, fn)
@@ -102,9 +114,10 @@ class LambdaSeam:
         return None
 
     @staticmethod
-    def _error(response_headers: Any, exc: Exception) -> bytes:
+    def _error(response_headers: Any, exc: Exception, error_type: str | None = None) -> bytes:
         response_headers["x-amz-function-error"] = "Unhandled"
-        return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": []}).encode()
+        error = {"errorType": error_type or type(exc).__name__, "errorMessage": str(exc), "stackTrace": []}
+        return json.dumps(error).encode()
 
     def install(self, monkeypatch: Any) -> None:
         seam = self
@@ -113,3 +126,14 @@ class LambdaSeam:
             return seam.invoke(backend, function_name, qualifier, body, headers, response_headers)
 
         monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
+        get_object = S3Response.get_object
+
+        def failing_get_object(response):  # a GetObject request (moto's backend is also asked by other calls)
+            key_name = response.parse_key_name()
+            with seam._lock_reads:
+                if key_name in seam.failing_reads:
+                    seam.failing_reads.discard(key_name)
+                    raise MissingKey(key=key_name)
+            return get_object(response)
+
+        monkeypatch.setattr(S3Response, "get_object", failing_get_object)

@@ -281,3 +281,38 @@ def test_cli_reports_a_missing_stack(stack, capsys):
 
     assert main(["run", "--target", "aws", "--stack", "nope", "--model", "kmeans", "--input", "s3://b/k.jsonl"]) == 2
     assert "cannot describe stack 'nope'" in capsys.readouterr().err
+
+
+def test_faults_on_aws_lose_no_item_and_their_retries_are_billed(stack, texts):
+    """A third of the batches throttled on their first try, one batch whose function times out, one S3
+    read that fails once: every item is accounted for, and the retries are in the run's cost."""
+    stack.seam.timeout_s = 3.0
+    first_try = lambda fn, ev: fn == "mlinfer-logreg" and ev.get("attempt") == 0  # noqa: E731
+    stack.seam.faults += [
+        Fault(lambda fn, ev: first_try(fn, ev) and ev["batch"] % 3 == 0, "throttle", times=99),
+        Fault(lambda fn, ev: fn == "mlinfer-logreg" and ev.get("batch") == 4, "timeout", times=99),
+        Fault(lambda fn, ev: first_try(fn, ev) and ev["batch"] == 5, "s3-read", times=1),
+    ]
+    uri = stack.put_input("in/faults.jsonl", texts[:900])
+    desc = stack.run(
+        {"model": "logreg", "input": uri, "output": out("faults"), "batchSize": 100, "toleratedFailurePercentage": 20}
+    )
+    assert desc["status"] == "SUCCEEDED", desc
+
+    calls = [(c[1]["batch"], c[1]["attempt"], c[2]) for c in model_calls(stack.seam, "logreg")]
+    assert sorted(c[:2] for c in calls if c[2] == "throttle") == [(0, 0), (3, 0), (6, 0)]
+    assert [c for c in calls if c[0] == 4] == [(4, 0, "timeout")]  # a timeout would recur: not retried
+    assert [c for c in calls if c[0] == 5] == [(5, 0, "error"), (5, 1, "ok")]  # SourceReadError, retried
+
+    s = stack.summary("faults")
+    assert s["items"] == 900 == s["results"] + s["errors"]
+    assert s["errors"] == 100 and s["error_types"] == {"BatchFailed": 100} and s["failed_batch_indexes"] == [4]
+    results = stack.results("faults")
+    assert [r["id"] for r in results] == [json.loads(t)["id"] for t in texts[:900]]
+    assert "Sandbox.Timedout" in results[400]["error"]["message"]
+    assert s["retries"] == 3 + 1  # three throttles, one failed read
+    lam = s["cost"]["lambda"]
+    assert lam["invocations"] == 8 + 1 + 1  # eight finished batches, the failed read, the timeout
+    assert lam["billed_ms"] >= 3000  # the timed-out try is billed for its whole timeout
+    # Standard children: InferBatch per batch, RecordBatchFailure once, and one transition per retry.
+    assert s["cost"]["stepfunctions"]["transitions"] == 5 + 1 + 9 + 9 + 1 + 4

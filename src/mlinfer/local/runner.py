@@ -183,7 +183,7 @@ class _Job:
             env: Environment | None = None
             try:
                 env = envs.acquire()
-                rec = env.invoke(event, self.cfg.timeout_s)
+                rec = env.invoke({**event, "attempt": attempt}, self.cfg.timeout_s)
                 envs.release(env)
             except EnvironmentFailure as exc:
                 if env is not None:
@@ -334,7 +334,6 @@ def _summarize(job: _Job, wall_s: float) -> RunResult:
         "limits": job.limits,
         "cpu_share": round(share, 4),
         "invocations": len(records),
-        "retries": sum(1 for r in records if r.get("attempt")),
     }
     warnings = []
     if job.limits != "cgroup" and peak > cfg.memory_mb:
@@ -354,6 +353,7 @@ def _summarize(job: _Job, wall_s: float) -> RunResult:
         wall_time_s=wall_s,
         memory_mb=cfg.memory_mb,
         architecture=cfg.architecture,
+        retries=sum(1 for r in records if r.get("attempt")),
         label=f"projection: {limits_note}",
         extra=extra,
     )

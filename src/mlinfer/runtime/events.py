@@ -64,6 +64,8 @@ class BatchRequest(BaseModel):
     cursor: int = Field(default=0, ge=0)
     output: OutputRef | None = None
     batch: int | None = None
+    #: Which try of this batch this is (0 first; the workflow passes ``$$.State.RetryCount``).
+    attempt: int = Field(default=0, ge=0)
     model: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 

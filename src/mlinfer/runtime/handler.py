@@ -28,6 +28,7 @@ from mlinfer.runtime.events import BatchRequest, BatchResponse, ItemResult, pars
 from mlinfer.runtime.items import ItemInputError, as_mapping, item_id
 from mlinfer.runtime.storage import (
     LineError,
+    attempt_uri,
     dump_line,
     meta_uri,
     parse_jsonl_line,
@@ -175,7 +176,9 @@ class InferenceRuntime:
         response.timings_ms = {k: round(v, 3) for k, v in timings.items()}
         if out_uri and request.output is not None:
             meta = response.model_dump(by_alias=True, exclude_none=True)
-            meta.update(memoryMb=_memory_mb(context), architecture=architecture(), threads=self.threads)
+            meta.update(
+                memoryMb=_memory_mb(context), architecture=architecture(), threads=self.threads, attempt=request.attempt
+            )
             write_bytes(meta_uri(out_uri), json.dumps(meta).encode(), "application/json")
         logger.info(
             "batch done",
@@ -199,7 +202,9 @@ class InferenceRuntime:
                 break  # return the cursor; the workflow invokes again
             entry = entries[cursor]
             t0 = time.perf_counter()
-            sub = BatchRequest(source=entry["source"], output=entry["output"], batch=entry["index"])
+            # The invocation's try number goes with its first batch only, so a summary counts each retry once.
+            attempt = request.attempt if not served else 0
+            sub = BatchRequest(source=entry["source"], output=entry["output"], batch=entry["index"], attempt=attempt)
             served.append(self.serve(sub, context))
             slowest_ms = max(slowest_ms, (time.perf_counter() - t0) * 1000)
             cursor += 1
@@ -215,9 +220,35 @@ class InferenceRuntime:
             served, progress = self.run_plan(request, context)
             self._emit_metrics(served, context)
             return {"model": self.model_name, **progress}
-        response = self.serve(request, context)
+        started, cold = time.perf_counter(), self.invocations == 0
+        try:
+            response = self.serve(request, context)
+        except Exception as exc:
+            self._record_failed_attempt(request, context, exc, (time.perf_counter() - started) * 1000, cold)
+            raise
         self._emit_metrics([response], context)
         return response.model_dump(by_alias=True, exclude_none=True)
+
+    def _record_failed_attempt(
+        self, request: BatchRequest, context: Any, exc: Exception, duration_ms: float, cold: bool
+    ) -> None:
+        """Leave a note of a failed try next to the batch's results, so the run's cost counts it (best effort:
+        the workflow retries or records the batch either way; a timed-out or crashed try leaves none)."""
+        if request.output is None or request.batch is None:
+            return
+        note = {
+            "batch": request.batch,
+            "attempt": request.attempt,
+            "errorType": type(exc).__name__,
+            "durationMs": round(duration_ms, 3),
+            "initMs": round(self.import_ms + self.model_load_ms, 3) if cold else None,
+            "memoryMb": _memory_mb(context),
+            "requestId": getattr(context, "aws_request_id", None),
+        }
+        try:
+            write_bytes(attempt_uri(request.output.uri, request.attempt), json.dumps(note).encode(), "application/json")
+        except Exception:
+            logger.warning("could not record the failed attempt", extra={"batch": request.batch}, exc_info=True)
 
     def _overflow_uri(self, request: BatchRequest, context: Any) -> str:
         """Where oversize results go: next to the source slice, or in ``RESULTS_BUCKET``."""

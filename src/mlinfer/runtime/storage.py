@@ -138,6 +138,12 @@ def meta_uri(results_uri: str) -> str:
     return stem + ".meta.json"
 
 
+def attempt_uri(results_uri: str, attempt: int) -> str:
+    """Where a batch's failed try ``attempt`` (0 = the first) records what it cost and why it failed."""
+    stem = results_uri[: -len(".jsonl")] if results_uri.endswith(".jsonl") else results_uri
+    return f"{stem}.attempt-{attempt}.json"
+
+
 @dataclass(frozen=True)
 class OversizeLine:
     """A line longer than :data:`MAX_LINE_BYTES`; only its length is kept."""

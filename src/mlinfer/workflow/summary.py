@@ -7,6 +7,7 @@ Used by the workflow's Summarize step and by the local runner, so both write the
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import time
 from collections import Counter
@@ -17,6 +18,7 @@ from mlinfer.cost.pricing import project_lambda_cost
 from mlinfer.cost.stepfunctions import monolithic_transitions, parallel_transitions, stepfunctions_cost
 from mlinfer.runtime.items import item_id
 from mlinfer.runtime.storage import (
+    attempt_uri,
     dump_line,
     exists,
     parse_jsonl_line,
@@ -26,6 +28,10 @@ from mlinfer.runtime.storage import (
     write_lines,
 )
 from mlinfer.workflow.layout import RunLayout
+from mlinfer.workflow.retries import retries_for
+
+#: Lambda's message for a timed-out invocation; such a try is billed for the whole timeout.
+TIMED_OUT = re.compile(r"Task timed out after ([0-9.]+) seconds")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -85,6 +91,35 @@ def _error_message(record: dict[str, Any]) -> str:
     return f"{record.get('Error', 'BatchFailed')}: {cause}"[:1000]
 
 
+def failed_tries(layout: RunLayout, entry: dict[str, Any], meta: dict[str, Any] | None) -> tuple[int, list[dict]]:
+    """How many retries a batch took, and what its failed tries cost (``durationMs``, ``initMs``).
+
+    A finished batch's metadata says which try succeeded (``attempt``, from ``$$.State.RetryCount``). A
+    failed batch used the retries the workflow allows its final error (exact when the error repeated).
+    A try that raised left a note (``N.attempt-K.json``); a timed-out one is billed for the timeout named
+    in its error; a throttled one never ran and is not billed by Lambda (its retry is still a transition).
+    """
+    index = entry["index"]
+    if meta is not None:
+        retries, tries = int(meta.get("attempt", 0)), int(meta.get("attempt", 0))
+        final: dict[str, Any] = {}
+    elif exists(layout.batch_error(index)):
+        final = _read_json(layout.batch_error(index))
+        retries = retries_for(str(final.get("Error", "")))
+        tries = retries + 1
+    else:
+        return 0, []
+    notes = []
+    for k in range(tries):
+        uri = attempt_uri(layout.batch_results(index), k)
+        if exists(uri):
+            notes.append(_read_json(uri))
+    timed_out = TIMED_OUT.search(str(final.get("Cause", "")))
+    if timed_out:
+        notes.append({"durationMs": float(timed_out.group(1)) * 1000, "initMs": None})
+    return retries, notes
+
+
 def summarize_run(
     run: dict[str, Any],
     *,
@@ -96,6 +131,7 @@ def summarize_run(
     wall_time_s: float | None = None,
     memory_mb: int | None = None,
     architecture: str | None = None,
+    retries: int | None = None,
     write: bool = True,
     label: str | None = None,
     extra: dict[str, Any] | None = None,
@@ -103,7 +139,8 @@ def summarize_run(
     """Read every batch's results (or its failure record), write ``results.jsonl`` and ``summary.json``.
 
     ``run`` is the descriptor returned by :func:`mlinfer.workflow.plan.make_plan`. Durations default to
-    the handlers' own timings from the batch metadata; callers with REPORT lines pass billed ones.
+    the handlers' own timings from the batch metadata plus the notes of failed tries (see
+    :func:`failed_tries`); callers with REPORT lines pass billed ones, and their own count of ``retries``.
     """
     layout = RunLayout(run["prefix"])
     entries = _read_json(layout.plan)
@@ -111,18 +148,25 @@ def summarize_run(
     failed: list[int] = []
     errors: Counter[str] = Counter()
     items = 0
+    retried = 0
+    notes: list[dict[str, Any]] = []  # failed tries that Lambda billed
 
     def merged() -> Iterator[str]:
         """Every input line's output line, in input order, one batch in memory at a time."""
-        nonlocal items
+        nonlocal items, retried
         for entry in entries:
             lines, why = batch_lines(layout, entry)
+            meta = None
             if lines is None:
                 failed.append(entry["index"])
                 error_type, message = why or ("BatchNotRun", "")
                 lines = [dump_line(row) for row in failed_batch_lines(entry, error_type, message)]
             elif exists(layout.batch_meta(entry["index"])):
-                metas.append(_read_json(layout.batch_meta(entry["index"])))
+                meta = _read_json(layout.batch_meta(entry["index"]))
+                metas.append(meta)
+            n, tries = failed_tries(layout, entry, meta)
+            retried += n
+            notes.extend(tries)
             for line in lines:
                 if '"error"' in line:  # cheap filter; result lines are parsed only when they might be errors
                     row = json.loads(line)
@@ -149,20 +193,29 @@ def summarize_run(
     for n, meta in enumerate(metas):
         key = meta.get("requestId") or f"batch-{n}"
         per_invocation[key] = per_invocation.get(key, 0.0) + meta["timingsMs"]["total"]
-    durations = durations_ms if durations_ms is not None else list(per_invocation.values())
+    if durations_ms is not None:
+        durations = durations_ms
+    else:
+        durations = [*per_invocation.values(), *(n["durationMs"] for n in notes)]
     latencies = handler_ms or durations  # per batch, also when one invocation served many (monolithic)
     cold = [m for m in metas if m.get("coldStart")]
-    inits = init_ms if init_ms is not None else [m["timingsMs"]["import"] + m["timingsMs"]["model_load"] for m in cold]
+    if init_ms is not None:
+        inits = init_ms
+    else:
+        inits = [m["timingsMs"]["import"] + m["timingsMs"]["model_load"] for m in cold]
+        inits += [n["initMs"] for n in notes if n.get("initMs") is not None]
+    retries = retried if retries is None else retries
     memory = memory_mb or (metas[0]["memoryMb"] if metas else 0) or 1024
     arch = architecture or (metas[0]["architecture"] if metas else "x86_64")
     lam = project_lambda_cost(durations, memory, arch, init_ms=inits, region=region)
     if run["mode"] == "parallel":
         transitions = parallel_transitions(
-            n_batches, failed_batches=len(failed), standard_children=child_execution == "STANDARD"
+            n_batches, failed_batches=len(failed), retries=retries, standard_children=child_execution == "STANDARD"
         )
         express = durations if child_execution == "EXPRESS" else None
     else:
-        transitions = monolithic_transitions(max(1, len(durations)))
+        loops = len(durations_ms) if durations_ms is not None else len(per_invocation)
+        transitions = monolithic_transitions(max(1, loops - retries), retries=retries)
         express = None
     sfn = stepfunctions_cost(transitions, express, region=region)
     total = lam.total + sfn.total
@@ -189,6 +242,7 @@ def summarize_run(
         "failed_batches": len(failed),
         "failed_batch_indexes": failed[:100],
         "failed_batch_percentage": round(failed_pct, 3),
+        "retries": retries,
         "wall_time_s": round(wall_time_s if wall_time_s is not None else time.time() - run["startedAt"], 3),
         "batch_latency_ms": {
             "p50": round(percentile(latencies, 50), 2),
