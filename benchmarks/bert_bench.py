@@ -209,6 +209,9 @@ def main() -> None:
     parser.add_argument("--init-only", action="store_true", help="only the cold-start and memory figures")
     parser.add_argument("--sweep-n", type=int, default=100, help="reviews for the tokens-per-call sweep (0: skip)")
     args = parser.parse_args()
+    from mlinfer.bench.machine import describe
+
+    print(describe(), flush=True)
     from mlinfer.cost.pricing import lambda_cost
     from mlinfer.models.bert_export import export
     from mlinfer.models.bert_train import train

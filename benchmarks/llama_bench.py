@@ -88,6 +88,9 @@ def main() -> None:
     if args.one:  # child process: one path, printed as JSON
         print(json.dumps(run(args.one[0], args.one[1], texts, args.new_tokens, args.threads)))
         return
+    from mlinfer.bench.machine import describe
+
+    print(describe(), flush=True)
     from mlinfer.models.llama_build import TINYLLAMA_1_1B, build
 
     model_dir = args.work / "tinyllama-1.1b-random"

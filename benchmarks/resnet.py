@@ -103,6 +103,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mlinfer-bench" / "resnet")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    from mlinfer.bench.machine import describe
+
+    print(describe(), flush=True)
     from mlinfer.cost.pricing import project_lambda_cost, s3_request_cost
     from mlinfer.cost.stepfunctions import parallel_transitions, pipeline_transitions, stepfunctions_cost
     from mlinfer.models.resnet_export import build_random, export

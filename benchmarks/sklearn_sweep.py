@@ -78,6 +78,9 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=34_792)
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args()
+    from mlinfer.bench.machine import describe
+
+    print(describe(), flush=True)
     if not args.table_only:
         from mlinfer.bench.sweep import SweepConfig, run_sweep
 

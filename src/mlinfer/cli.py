@@ -189,12 +189,24 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from mlinfer.bench.recommend import all_options, pareto_front, recommend
     from mlinfer.bench.stats import read_rows, summarize
 
-    options = all_options(summarize(read_rows(args.sweep / "invocations.csv")), args.items, args.region)
+    rows = read_rows(args.sweep / "invocations.csv")
+    options = all_options(summarize(rows), args.items, args.region)
     pick = recommend(options, args.strategy, args.deadline, args.budget)
+    meta_path = args.sweep / "sweep.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    local = any(r.get("target", "local") == "local" for r in rows)
+    if local:
+        print(f"measured on this machine ({meta.get('machine', 'CPU not recorded')}), projected to Lambda")
     if pick is None:
         print("no configuration meets the deadline/budget; the Pareto front:", file=sys.stderr)
     else:
         print(f"recommended: {pick.label()}: {pick.time_s:,.1f} s, ${pick.cost_usd:.6f} for {args.items:,} items")
+        host = meta.get("host_architecture", "x86_64")
+        if local and pick.architecture == "arm64" and host not in {"aarch64", "arm64"}:
+            print(
+                f"  note: arm64 is priced from {host} durations measured here (arm64 is 20% cheaper per GB-s);"
+                " Graviton's speed for this model is not measured: sweep on arm64 or on AWS before choosing it"
+            )
     print("Pareto front (time s, cost USD):")
     for o in pareto_front(options):
         print(f"  {o.label():50} {o.time_s:10,.1f} {o.cost_usd:12.6f}")

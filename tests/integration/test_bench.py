@@ -71,7 +71,9 @@ def test_local_sweep_report_and_recommendation(items_file, model_root, tmp_path,
 
     capsys.readouterr()
     assert main(["recommend", "--sweep", str(out), "--items", "1000", "--strategy", "cost"]) == 0
-    assert "recommended:" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "recommended: " in said and "arm64" in said.split("recommended: ")[1].splitlines()[0]  # the cheaper rate
+    assert "measured on this machine (CPU: " in said and "arm64 is priced from x86_64 durations measured here" in said
     assert main(["recommend", "--sweep", str(out), "--items", "1000", "--deadline", "0.001"]) == 1
 
 

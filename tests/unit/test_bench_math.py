@@ -82,8 +82,10 @@ def test_pareto_front_and_choices():
     assert recommend(options, deadline_s=25).cost_usd == 3.0  # cheapest within 25 s
     assert recommend(options, budget_usd=4.5).time_s == 20  # fastest within $4.50
     assert recommend(options, deadline_s=5) is None
-    # balanced: normalised cost and time weigh equally; (20, 3.0) scores 1/3 + 2/5 = 0.33, the lowest
+    # balanced, as Lambda Power Tuning scores it: (20, 3.0) scores 0.5 * 3/6 + 0.5 * 20/40 = 0.5, the lowest
     assert recommend(options, "balanced").time_s == 20
+    # 2.3x the time for 1/29 of the cost is the balanced choice (min-max scaling made these two tie)
+    assert recommend([opt(1.1, 0.0066), opt(2.5, 0.00023)], "balanced").time_s == 2.5
 
 
 def test_skipped_configurations_are_not_projected():

@@ -127,10 +127,8 @@ def recommend(
         return min(pool, key=lambda o: (o.time_s, o.cost_usd))
     if strategy != "balanced":
         raise ValueError("strategy must be cost, speed or balanced")
-    t_lo, t_hi = min(o.time_s for o in pool), max(o.time_s for o in pool)
-    c_lo, c_hi = min(o.cost_usd for o in pool), max(o.cost_usd for o in pool)
-
-    def norm(v: float, lo: float, hi: float) -> float:
-        return 0.0 if hi == lo else (v - lo) / (hi - lo)
-
-    return min(pool, key=lambda o: weight * norm(o.cost_usd, c_lo, c_hi) + (1 - weight) * norm(o.time_s, t_lo, t_hi))
+    # As Lambda Power Tuning scores it: each as a fraction of the largest, weighted (0 = fastest, 1 = cheapest).
+    # (Min-max scaling made any two options tie, whatever their ratio.)
+    t_max = max(o.time_s for o in pool) or 1.0
+    c_max = max(o.cost_usd for o in pool) or 1.0
+    return min(pool, key=lambda o: (weight * o.cost_usd / c_max + (1 - weight) * o.time_s / t_max, o.cost_usd))

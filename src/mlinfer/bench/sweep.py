@@ -12,6 +12,7 @@ import base64
 import csv
 import json
 import os
+import platform
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from typing import Any
 
 from mlinfer.bench.limits import Sandbox
 from mlinfer.bench.logs import parse_lines
+from mlinfer.bench.machine import describe
 from mlinfer.cost.pricing import lambda_cost
 from mlinfer.local.environment import Environment
 from mlinfer.runtime.threads import lambda_vcpus
@@ -288,6 +290,6 @@ def run_sweep(cfg: SweepConfig, function: str | None = None) -> Path:
             bar.update(1)
     meta = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()},
             "function": function, "started": started, "seconds": round(time.time() - started, 1),
-            "host_cpus": os.cpu_count()}  # fmt: skip
+            "host_cpus": os.cpu_count(), "machine": describe(), "host_architecture": platform.machine()}  # fmt: skip
     (cfg.output / "sweep.json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
