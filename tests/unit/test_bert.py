@@ -176,3 +176,19 @@ def test_sub_batches_keep_every_text_once_within_the_token_budget():
         assert len(g) == 1 or len(g) * max(lengths[i] for i in g) <= 1024
     assert [lengths[i] for i in groups[-1]] == [700] and [lengths[i] for i in groups[-2]] == [512]
     assert sub_batches([]) == []
+
+
+def test_the_advice_for_a_missing_model_is_a_command_that_works(tiny_bert, tmp_path, capsys):
+    """What `mlinfer run` says when the model is missing, run as written (the folder filled in)."""
+    import shlex
+
+    from mlinfer.cli import main
+    from mlinfer.models.registry import missing_model_advice
+
+    advice = missing_model_advice("distilbert", tmp_path / "models")
+    command = advice.split("make it first: ")[1].replace("<Hugging Face model folder>", str(tiny_bert))
+    argv = shlex.split(command)
+    assert argv[0] == "mlinfer" and main(argv[1:]) == 0
+    capsys.readouterr()
+    model = load_model("distilbert", tmp_path / "models")
+    assert model.predict([model.validate({"text": "a fine film"})])[0]["label"] in {"POSITIVE", "NEGATIVE"}

@@ -63,3 +63,20 @@ def test_per_item_and_option_errors(llama_root, monkeypatch, lambda_context):
     assert kinds == [None, "EmptyText", "InvalidType"] and resp["results"][0]["result"]["tokens"] <= 3
     bad = handler({"items": [{"id": 1, "prompt": "hi"}], "options": {"max_new_tokens": 0}}, lambda_context)
     assert bad["results"][0]["error"]["type"] == "InvalidOption"
+
+
+def test_the_advice_for_a_missing_model_is_a_command_that_works(llama_root, tmp_path, capsys):
+    """What `mlinfer run` says when the model is missing, run as written (the folder filled in)."""
+    import shlex
+
+    from mlinfer.cli import main
+    from mlinfer.models.registry import missing_model_advice
+
+    advice = missing_model_advice("tinyllama_v0", tmp_path / "models")
+    command = advice.split("make it first: ")[1].replace(
+        "<Hugging Face model folder>", str(llama_root / "tinyllama_v0")
+    )
+    assert main(shlex.split(command)[1:]) == 0
+    capsys.readouterr()
+    model = load_model("tinyllama_v0", tmp_path / "models")
+    assert model.predict([model.validate({"prompt": "Hello"})], {"max_new_tokens": 2})[0]["text"] is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,24 @@ def test_cli_errors_are_clear(input_file, model_root, tmp_path, capsys):
     assert main(["run", "--model", "svm", "--input", str(tmp_path / "missing.jsonl"), "--output", str(tmp_path / "x"),
                  "--model-dir", str(model_root), "--quiet"]) == 2  # fmt: skip
     assert "input file not found" in capsys.readouterr().err
+
+
+def test_every_missing_model_advice_parses_and_the_training_one_works(input_file, tmp_path, capsys):
+    """Each model's advice is a valid mlinfer command; the trainable ones' run as written, then `run` works."""
+    import shlex
+
+    from mlinfer.cli import build_parser
+    from mlinfer.models.registry import MODELS, artifact_path, missing_model_advice
+
+    root = tmp_path / "models"
+    for name in MODELS:
+        command = missing_model_advice(name, root).split("make it first: ")[1].split("   (or")[0]
+        argv = shlex.split(re.sub(r"<[^>]*>", "DIR", command))
+        args = build_parser().parse_args(argv[1:])
+        assert name in (getattr(args, "models", None) or [getattr(args, "model", None)])
+        assert Path(args.out) in (root, artifact_path(name, root))
+    argv = shlex.split(missing_model_advice("svm", root).split("make it first: ")[1])
+    assert main(argv[1:]) == 0
+    code = main(["run", "--model", "svm", "--input", str(input_file), "--output", str(tmp_path / "out"),
+                 "--model-dir", str(root), "--quiet"])  # fmt: skip
+    assert code in (0, 3) and "results" in capsys.readouterr().out

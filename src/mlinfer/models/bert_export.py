@@ -106,15 +106,15 @@ def _cls_only_last_layer(model: Any) -> bool:
 
 
 def _export_onnx(model: Any, tokenizer: Any, path: Path) -> list[str]:
-    import torch
+    from mlinfer.models.onnx_export import export_onnx
 
     enc = tokenizer(["an example sentence", "another, longer example sentence here"], padding=True, return_tensors="pt")
     accepted = inspect.signature(model.forward).parameters
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in enc and n in accepted]
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
-    torch.onnx.export(
-        model, ({n: enc[n] for n in names},), str(path), input_names=names, output_names=["logits"],
-        dynamic_axes=axes, opset_version=17, do_constant_folding=True, dynamo=False,
+    export_onnx(
+        model, ({n: enc[n] for n in names},), path, input_names=names, output_names=["logits"],
+        dynamic_axes=axes, opset_version=17, do_constant_folding=True,
     )  # fmt: skip
     return names
 

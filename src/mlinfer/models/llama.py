@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
@@ -71,7 +72,12 @@ class LlamaAdapter(ModelAdapter):
             raise ModelLoadError(f"model {name!r}: cannot load {path}: {exc}") from exc
         if quantize == "int8":
             # In place: each fp32 Linear is dropped as its int8 twin replaces it, so both never coexist.
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+            with warnings.catch_warnings():  # torch's eager int8 path is deprecated; ONNX Runtime's replaces it
+                warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*torch\.ao\.quantization")
+                warnings.filterwarnings("ignore", category=UserWarning, message=r".*quantize_per_tensor")
+                model = torch.ao.quantization.quantize_dynamic(
+                    model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+                )
         elif quantize != "none":
             raise ModelLoadError(f"LLAMA_QUANTIZE must be none or int8, got {quantize!r}")
         meta["quantize"] = quantize

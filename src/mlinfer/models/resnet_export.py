@@ -92,6 +92,8 @@ def export(source: str | Path, out_dir: Path, tolerance: float = 1e-3) -> dict[s
     import torch
     from transformers import ResNetForImageClassification
 
+    from mlinfer.models.onnx_export import export_onnx
+
     model = ResNetForImageClassification.from_pretrained(str(source)).eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = preprocessing(source)
@@ -115,10 +117,9 @@ def export(source: str | Path, out_dir: Path, tolerance: float = 1e-3) -> dict[s
         axes = {0: "batch", 2: "height", 3: "width"} if spatial else {0: "batch"}
         out_axes = {0: "batch"} if file in ("model.onnx", "stage4.onnx") else {0: "batch", 2: "oh", 3: "ow"}
         input_name = "pixel_values" if not spatial else "hidden"
-        torch.onnx.export(
-            module, (example,), str(path), input_names=[input_name], output_names=["output"],
+        export_onnx(
+            module, (example,), path, input_names=[input_name], output_names=["output"],
             dynamic_axes={input_name: axes, "output": out_axes}, opset_version=17, do_constant_folding=True,
-            dynamo=False,
         )  # fmt: skip
         with torch.no_grad():
             want = module(example).numpy()
