@@ -8,7 +8,7 @@ SAM_CLI_VERSION := 1.170.0
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install models demo test test-unit lint base-image build build-local deploy invoke bench-transformers bench-resnet clean
+.PHONY: help install models demo test test-unit lint e2e base-image build build-local deploy invoke bench-transformers bench-resnet clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ lint: install ## ruff, cfn-lint and sam validate --lint
 test: install ## Lint, then every test (the container tests build images when Docker is available)
 	$(MAKE) lint
 	$(BIN)/python -m pytest
+
+e2e: install ## The whole workflow through the built images: sam local start-lambda, moto S3 and Step Functions
+	$(BIN)/python -m pytest -m e2e -s -p no:cacheprovider tests/integration/test_e2e.py
 
 test-unit: $(VENV)/.installed ## Unit tests only (no Docker)
 	$(BIN)/python -m pytest tests/unit

@@ -118,3 +118,21 @@ def test_asl_validator_accepts_the_definition(machine_id, child_execution, tmp_p
     path.write_text(substituted_definition(machine_id, child_execution))
     proc = subprocess.run([str(validator), "--json-path", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_workflow_image_imports_without_ml_libraries():
+    """Plan and Summarize run in an image with only Powertools, pydantic and boto3: their modules must not
+    import numpy or a model library (a missing module fails every run at INIT)."""
+    import subprocess
+    import sys
+
+    blocked = ("numpy", "scipy", "sklearn", "joblib", "onnxruntime", "torch", "transformers", "tokenizers", "PIL")
+    code = (
+        "import sys\n"
+        f"for m in {blocked!r}: sys.modules[m] = None\n"
+        "sys.path.insert(0, 'functions/workflow')\n"
+        "import app\n"
+        "assert callable(app.plan_handler) and callable(app.summarize_handler)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where a vector is made: the workflow image (Plan, Summarize) has none
+    import numpy as np
 
 #: Longest text accepted by default (characters). Adapters may lower it (e.g. token limits).
 DEFAULT_MAX_CHARS = 20_000
@@ -74,4 +75,6 @@ def validate_features(value: Any, *, dim: int) -> np.ndarray:
             raise ItemInputError("InvalidType", f"'features'[{i}] must be a number, got {type(v).__name__}")
         if not math.isfinite(v):
             raise ItemInputError("NonFiniteValue", f"'features'[{i}] is {v}; values must be finite")
+    import numpy as np
+
     return np.asarray(value, dtype=np.float64)
