@@ -256,8 +256,8 @@ def test_job_through_the_images_agrees_with_a_local_run(cloud, local_models, tmp
     assert [r["error"]["type"] for r in results if "error" in r] == [w["error"]["type"] for w in want if "error" in w]
     print(f"\ne2e {model} {mode} ({data}): items {summary['items']}, results {summary['results']}, errors "
           f"{summary['errors']}, agree with local {agree}/{len(lines)}, {wall:.1f} s, "
-          f"cost ${summary['cost']['total_usd']:.6f} (Lambda {summary['cost']['lambda']['invocations']} "
-          f"invocations, {summary['cost']['stepfunctions']['transitions']} transitions)")  # fmt: skip
+          f"cost ${summary['cost']['total_usd']:.6f} (Lambda: {summary['cost']['lambda']['invocations']}, "
+          f"Step Functions transitions: {summary['cost']['stepfunctions']['transitions']})")  # fmt: skip
 
 
 def test_resnet_pipeline_through_the_five_stage_images(cloud, image_paths, monkeypatch):
@@ -295,3 +295,21 @@ def test_resnet_pipeline_through_the_five_stage_images(cloud, image_paths, monke
     assert agree == len(items)
     print(f"\ne2e resnet50 pipeline: images {len(items)}, results {sum('result' in x for x in lines)}, "
           f"top-5 as the whole model {agree}/{len(items)}, {wall:.1f} s")  # fmt: skip
+
+
+def test_the_cli_runs_a_job_on_these_endpoints_unchanged(cloud, tmp_path, capsys):
+    """`mlinfer run --target aws` as a user runs it after `sam deploy`: the stack's outputs name the state
+    machine and bucket (a CloudFormation stack in moto stands for the deployed one); the endpoints come from
+    the standard AWS_ENDPOINT_URL_* variables."""
+    from mlinfer.cli import main
+
+    outputs = {"BatchInferenceStateMachineArn": {"Value": cloud.machine}, "DataBucketName": {"Value": BUCKET}}
+    template = {"Resources": {"Placeholder": {"Type": "AWS::SQS::Queue"}}, "Outputs": outputs}
+    boto3.client("cloudformation").create_stack(StackName="mlinfer-e2e", TemplateBody=json.dumps(template))
+    path = tmp_path / "texts.jsonl"
+    path.write_text("\n".join(texts("emotion.jsonl.gz", 300)) + "\n")
+    code = main(["run", "--target", "aws", "--stack", "mlinfer-e2e", "--model", "logreg", "--input", str(path),
+                 "--batch-size", "100", "--concurrency", "3", "--quiet"])  # fmt: skip
+    said = capsys.readouterr().out
+    assert code == 0, said
+    assert "SUCCEEDED" in said and "items 300: 300 results, 0 errors" in said
