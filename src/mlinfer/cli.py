@@ -225,6 +225,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         out = args.out or Path("artifacts") / artifact
         source = ["--random"] if args.random else ["--model", args.source or spec.options["model_id"]]
         argv = ["--out", str(out), *source]
+        if args.quantize != "none":  # int8 graphs beside fp32, kept only if the accuracy guard passes
+            argv += ["--int8-calibration", str(args.calibration)]
         return resnet_export.main(argv)
     if spec.family == "llama":  # the artifact is the model folder itself, as from_pretrained reads it
         if not args.source:
@@ -338,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--guard-data", type=Path, help="JSONL(.gz) with 'text' for the accuracy guard")
     exp.add_argument("--quantize", choices=["auto", "int8", "none"], default="auto")
     exp.add_argument("--random", action="store_true", help="ResNet: a full-size ResNet-50 with random weights")
+    exp.add_argument("--calibration", type=Path, default=Path("events/images"),
+                     help="ResNet: photos to calibrate int8 activations on (default: %(default)s)")  # fmt: skip
     exp.set_defaults(func=cmd_export)
 
     models = sub.add_parser("models", help="list the models")

@@ -22,6 +22,7 @@ import base64
 import binascii
 import io
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
@@ -40,8 +41,18 @@ MAX_IMAGE_PIXELS = 40_000_000
 TOP_K = 5
 
 
-def graph_file(stage: int | None) -> str:
-    return "model.onnx" if stage is None else f"stage{stage}.onnx"
+def graph_file(stage: int | None, precision: str = "fp32") -> str:
+    name = "model.onnx" if stage is None else f"stage{stage}.onnx"
+    return name.replace(".onnx", ".int8.onnx") if precision == "int8" else name
+
+
+def precision_for(path: Path, stage: int | None) -> str:
+    """``int8`` where the build kept int8 graphs (they passed the accuracy guard of
+    :mod:`mlinfer.models.resnet_quantize`), else ``fp32``; ``RESNET_PRECISION=fp32`` forces fp32."""
+    wanted = os.environ.get("RESNET_PRECISION", "int8").lower()
+    if wanted not in {"int8", "fp32"}:
+        raise ModelLoadError(f"RESNET_PRECISION must be int8 or fp32, got {wanted!r}")
+    return "int8" if wanted == "int8" and (path / graph_file(stage, "int8")).exists() else "fp32"
 
 
 def preprocess(data: bytes, meta: Mapping[str, Any]) -> np.ndarray:
@@ -92,13 +103,15 @@ class ResNetAdapter(ModelAdapter):
         from mlinfer.models.registry import get_spec
 
         stage = get_spec(name).options.get("stage")
+        precision = precision_for(path, stage)
         try:
             meta = json.loads((path / "meta.json").read_text())
-            session = cpu_session(path / graph_file(stage))
+            session = cpu_session(path / graph_file(stage, precision))
         except FileNotFoundError as exc:
             raise ModelLoadError(f"model {name!r}: no artifact at {path} ({exc.filename} missing)") from exc
         except Exception as exc:
-            raise ModelLoadError(f"model {name!r}: cannot load {path / graph_file(stage)}: {exc}") from exc
+            raise ModelLoadError(f"model {name!r}: cannot load {path / graph_file(stage, precision)}: {exc}") from exc
+        meta["precision"] = precision
         return cls(name, session, meta, stage)
 
     # -- input -------------------------------------------------------------------------------------

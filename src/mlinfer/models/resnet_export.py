@@ -200,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="Hugging Face id or local folder (from_pretrained)")
     parser.add_argument("--random", action="store_true", help="a full-size ResNet-50 with random weights (offline)")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--int8-calibration", type=Path, help="also write int8 graphs calibrated on these photos "
+                        "(kept only if the accuracy guard of mlinfer.models.resnet_quantize passes)")  # fmt: skip
     args = parser.parse_args(argv)
     source = args.model
     if args.random:
@@ -208,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --model or --random")
     meta = export(source, args.out)
     print(json.dumps({k: meta[k] for k in ("parameters", "stages", "crop_size")}, indent=1))
+    if args.int8_calibration:
+        from mlinfer.models import resnet_quantize
+
+        return resnet_quantize.main(["--model-dir", str(args.out), "--images", str(args.int8_calibration)])
     return 0
 
 
