@@ -55,14 +55,17 @@ def photos(n: int) -> list[Path]:
     return [files[i % len(files)] for i in range(n)]
 
 
-def run_function(model: str, model_dir: Path, inputs: Path, outputs: Path, options: dict) -> dict:
+def run_function(
+    model: str, model_dir: Path, inputs: Path, outputs: Path, options: dict, precision: str = "fp32"
+) -> dict:
     code = WORKER.format(src=str(ROOT / "src"), model=model, inputs=str(inputs), outputs=str(outputs), options=options)
     quiet = {
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "ERROR",
     }
-    env = {**os.environ, **quiet, "MODEL_DIR": str(model_dir), "MLINFER_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, **quiet, "MODEL_DIR": str(model_dir), "MLINFER_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "RESNET_PRECISION": precision}  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -98,6 +101,7 @@ def main() -> None:
     parser.add_argument("--fanout", type=int, default=10, help="functions in the data-parallel scheme")
     parser.add_argument("--memory", type=int, default=1769, help="MB assumed for the cost projection (1 vCPU)")
     parser.add_argument("--encoding", default="fp16", help="activation encoding between stages")
+    parser.add_argument("--precision", choices=["int8", "fp32"], default="int8", help="graphs the functions run")
     parser.add_argument("--s3-latency-ms", type=float, default=25.0, help="assumed S3 first-byte latency")
     parser.add_argument("--s3-mb-per-s", type=float, default=90.0, help="assumed single-stream S3 throughput")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mlinfer-bench" / "resnet")
@@ -113,6 +117,14 @@ def main() -> None:
     model_dir = args.work / "models"
     if not (model_dir / "resnet50" / "stage4.onnx").exists():
         export(build_random(args.work / "source"), model_dir / "resnet50")
+    guard_result = None
+    if args.precision == "int8":
+        from mlinfer.models.resnet_quantize import guard, load_images, quantize_model_dir
+
+        guard_result = guard(args.work / "int8-guard")  # the trained digits network, through the same code
+        if not (model_dir / "resnet50" / "stage4.int8.onnx").exists():
+            meta = json.loads((model_dir / "resnet50" / "meta.json").read_text())
+            quantize_model_dir(model_dir / "resnet50", load_images(ROOT / "events" / "images", meta))
     images = photos(args.n)
     items = args.work / "images.jsonl"
     items.write_text("".join(json.dumps({"id": f"{i}-{p.stem}", "image": base64.b64encode(p.read_bytes()).decode()})
@@ -120,11 +132,14 @@ def main() -> None:
 
     acts = args.work / "activations"
     options = {"activations": str(acts), "encoding": args.encoding}
-    whole = run_function("resnet50", model_dir, items, args.work / "whole.jsonl", {})
+    whole = run_function("resnet50", model_dir, items, args.work / "whole.jsonl", {}, args.precision)
+    fp32 = whole
+    if args.precision == "int8":  # the fp32 graph beside it, on the same photos, for the ratio and agreement
+        fp32 = run_function("resnet50", model_dir, items, args.work / "whole-fp32.jsonl", {}, "fp32")
     stages, inputs = [], items
     for k in range(5):
         out = args.work / f"stage{k}.jsonl"
-        stages.append(run_function(f"resnet50_stage{k}", model_dir, inputs, out, options))
+        stages.append(run_function(f"resnet50_stage{k}", model_dir, inputs, out, options, args.precision))
         inputs = out
     want = [json.loads(x)["result"]["top5"] for x in (args.work / "whole.jsonl").read_text().splitlines()]
     got = [json.loads(x)["result"]["top5"] for x in (args.work / "stage4.jsonl").read_text().splitlines()]
@@ -178,7 +193,22 @@ def main() -> None:
     ]  # fmt: skip
 
     print(f"ResNet-50 (25.6M parameters, random weights), {n} real ImageNet photos, 1 thread per function, "
-          f"{os.cpu_count()} host CPUs; activations {args.encoding}\n")  # fmt: skip
+          f"{os.cpu_count()} host CPUs; {args.precision} graphs; activations {args.encoding}\n")  # fmt: skip
+    if args.precision == "int8":
+        int8_top = [json.loads(x)["result"]["top5"] for x in (args.work / "whole.jsonl").read_text().splitlines()]
+        fp32_top = [json.loads(x)["result"]["top5"] for x in (args.work / "whole-fp32.jsonl").read_text().splitlines()]
+        same1 = sum(a[0]["class"] == b[0]["class"] for a, b in zip(fp32_top, int8_top, strict=True))
+        overlap = statistics.mean(len({c["class"] for c in a} & {c["class"] for c in b}) / 5
+                                  for a, b in zip(fp32_top, int8_top, strict=True))  # fmt: skip
+        print(f"int8 against fp32, whole model, 1 thread: {med(fp32):.1f} -> {med(whole):.1f} ms/image "
+              f"({med(fp32) / med(whole):.2f}x), peak RSS {fp32['peak_rss_mb']:.0f} -> {whole['peak_rss_mb']:.0f} MB; "
+              f"same top-1 {same1}/{n}, top-5 overlap {overlap:.1%} (random weights: near-ties flip)")  # fmt: skip
+        g = guard_result or {}
+        print(
+            f"accuracy guard (small ResNet trained here on scikit-learn's digits, {g['whole']['items']} held out): "
+            f"accuracy fp32 {g['accuracy']['fp32']:.1%}, int8 {g['accuracy']['int8']:.1%}; top-1 agreement "
+            f"whole {g['whole']['top1']:.2%}, five stages chained {g['stages']['top1']:.2%} (>= 99% needed)\n"
+        )
     print("per function (fresh interpreter each):")
     print(f"  {'function':18} {'init ms':>8} {'ms/image':>9} {'peak RSS MB':>12}")
     for name, r in [("resnet50", whole)] + [(f"resnet50_stage{k}", s) for k, s in enumerate(stages)]:
@@ -206,7 +236,8 @@ def main() -> None:
     if args.json:
         functions = {"resnet50": whole, **{f"stage{k}": s for k, s in enumerate(stages)}}
         agreement = {"top5_same": top5_same, "top5_set": top5_set, "top1_same": top1_same, "distinct_top1": distinct}
-        out = {"table": table, "functions": functions, "encodings": encodings, "s3_ms": s3_ms, "n": n, **agreement}
+        out = {"table": table, "functions": functions, "encodings": encodings, "s3_ms": s3_ms, "n": n, **agreement,
+               "precision": args.precision, "fp32_whole": fp32, "int8_guard": guard_result}  # fmt: skip
         args.json.write_text(json.dumps(out, indent=1))
 
 
