@@ -202,10 +202,10 @@ def main() -> None:
                                   for a, b in zip(fp32_top, int8_top, strict=True))  # fmt: skip
         print(f"int8 against fp32, whole model, 1 thread: {med(fp32):.1f} -> {med(whole):.1f} ms/image "
               f"({med(fp32) / med(whole):.2f}x), peak RSS {fp32['peak_rss_mb']:.0f} -> {whole['peak_rss_mb']:.0f} MB; "
-              f"same top-1 {same1}/{n}, top-5 overlap {overlap:.1%} (random weights: near-ties flip)")  # fmt: skip
+              f"same top-1 {same1}/{n}, top-5 overlap {overlap:.1%} (random network: near-ties flip)")  # fmt: skip
         g = guard_result or {}
         print(
-            f"accuracy guard (small ResNet trained here on scikit-learn's digits, {g['whole']['items']} held out): "
+            f"accuracy guard (small ResNet trained here on scikit-learn's digits, {g['items']} held out): "
             f"accuracy fp32 {g['accuracy']['fp32']:.1%}, int8 {g['accuracy']['int8']:.1%}; top-1 agreement "
             f"whole {g['whole']['top1']:.2%}, five stages chained {g['stages']['top1']:.2%} (>= 99% needed)\n"
         )
