@@ -8,7 +8,7 @@ SAM_CLI_VERSION := 1.170.0
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install models demo test test-unit lint e2e base-image build build-local deploy invoke bench-transformers bench-resnet clean
+.PHONY: help install models demo test test-unit lint e2e base-image build build-local deploy invoke bench-transformers bench-resnet bench-cold clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ invoke: ## sam local invoke FUNCTION=KMeansFunction EVENT=events/kmeans.json (th
 bench-transformers: $(VENV)/.installed ## DistilBERT (IMDb) and TinyLlama-1.1B speed benchmarks (see docs/performance.md)
 	$(BIN)/python benchmarks/bert_bench.py --n 500
 	$(BIN)/python benchmarks/llama_bench.py --prompts 3 --new-tokens 32
+
+bench-cold: $(VENV)/.installed ## INIT of every family in the sandbox against its budget (see docs/performance.md)
+	$(BIN)/python benchmarks/cold_start.py
 
 bench-resnet: $(VENV)/.installed ## ResNet-50 whole vs five-stage pipeline vs data-parallel (see docs/resnet.md)
 	$(BIN)/python benchmarks/resnet.py
