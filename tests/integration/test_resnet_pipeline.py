@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from moto import mock_aws
 
-from mlinfer.models.registry import MODELS
 from mlinfer.runtime.events import parse_event
 from mlinfer.runtime.handler import InferenceRuntime, create_handler
 
@@ -122,7 +121,7 @@ def test_an_incomplete_request_fails_up_front(pipeline, request_body):
 def test_data_parallel_fan_out_through_the_batch_workflow(resnet_root, image_paths, monkeypatch):
     """The parallelism ResNet-50 really offers: images across functions, each with the whole model."""
     monkeypatch.setenv("MODEL_DIR", str(resnet_root))
-    monkeypatch.setenv("MODEL_FUNCTIONS", json.dumps({m: f"mlinfer-{m}" for m in MODELS}))
+    monkeypatch.setenv("FUNCTION_NAME_PREFIX", "mlinfer-")  # the functions below are named mlinfer-<model>
     monkeypatch.setenv("MAP_CHILD_EXECUTION_TYPE", "STANDARD")
     seam = LambdaSeam()
     seam.install(monkeypatch)

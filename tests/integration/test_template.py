@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -81,11 +80,13 @@ def test_every_model_has_a_function_image_and_event():
         assert (ROOT / "events" / f"{name}.json").exists()
 
 
-def test_plan_function_maps_every_model_to_its_function():
+def test_every_model_function_is_named_as_the_plan_step_finds_it():
+    """The Plan step finds a model's function as ``FUNCTION_NAME_PREFIX + model``: no map to keep."""
     resources = load_template()["Resources"]
-    mapping = resources["PlanFunction"]["Properties"]["Environment"]["Variables"]["MODEL_FUNCTIONS"]["Sub"]
-    parsed = json.loads(re.sub(r"\$\{(\w+)\}", r"\1", mapping))
-    assert parsed == model_functions()
+    prefix = resources["PlanFunction"]["Properties"]["Environment"]["Variables"]["FUNCTION_NAME_PREFIX"]["Sub"]
+    assert prefix == "${AWS::StackName}-"
+    for model, logical_id in model_functions().items():
+        assert resources[logical_id]["Properties"]["FunctionName"] == {"Sub": prefix + model}
 
 
 def substituted_definition(machine_id: str, child_execution: str = "EXPRESS") -> str:

@@ -112,7 +112,7 @@ class Stack(MotoAccount):
 
 @pytest.fixture()
 def stack(use_models, monkeypatch):
-    monkeypatch.setenv("MODEL_FUNCTIONS", json.dumps({m: f"mlinfer-{m}" for m in MODELS}))
+    monkeypatch.setenv("FUNCTION_NAME_PREFIX", "mlinfer-")  # the functions below are named mlinfer-<model>
     monkeypatch.setenv("MAP_CHILD_EXECUTION_TYPE", "STANDARD")
     seam = LambdaSeam()
     seam.install(monkeypatch)

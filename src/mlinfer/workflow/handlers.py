@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -14,18 +13,36 @@ from mlinfer.workflow.summary import summarize_run
 logger = Logger()
 
 
-def model_functions() -> dict[str, str]:
-    """``MODEL_FUNCTIONS``: the deployed model -> function name map (set in template.yaml)."""
-    return json.loads(os.environ.get("MODEL_FUNCTIONS", "{}"))
+def function_name(model: str) -> str:
+    """The function that serves ``model``: the template names every model function ``<stack>-<model>``
+    (``FUNCTION_NAME_PREFIX`` is ``<stack>-``), so a new model needs no entry in any map."""
+    return os.environ.get("FUNCTION_NAME_PREFIX", "mlinfer-") + model
+
+
+def function_deployed(name: str) -> bool | None:
+    """Whether Lambda knows the function (``None`` where the endpoint cannot say, e.g. ``sam local``)."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    quick = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
+    try:
+        boto3.client("lambda", config=quick).get_function_configuration(FunctionName=name)
+        return True
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return False
+        return None
+    except BotoCoreError:
+        return None
 
 
 @logger.inject_lambda_context(log_event=True)
 def plan_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """``{"request": <workflow input>, "executionName": ...}`` -> the run descriptor the workflow carries."""
     request = parse_request(event.get("request", {}))
-    functions = model_functions()
     run_id = event.get("executionName") or context.aws_request_id
-    run = make_plan(request, run_id, function_name=functions.get(request.model), known_models=set(functions))
+    run = make_plan(request, run_id, function_name=function_name(request.model), deployed=function_deployed)
     logger.info("planned", extra={"items": run["items"], "batches": run["batches"], "prefix": run["prefix"]})
     return run
 

@@ -11,6 +11,7 @@ import gzip
 import json
 import time
 import zlib
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -119,16 +120,23 @@ def default_output(request: RunRequest, run_id: str) -> str:
 
 
 def make_plan(
-    request: RunRequest, run_id: str, function_name: str | None = None, known_models: set[str] | None = None
+    request: RunRequest,
+    run_id: str,
+    function_name: str | None = None,
+    deployed: Callable[[str], bool | None] | None = None,
 ) -> dict[str, Any]:
-    """Validate, scan the input, write ``plan.json``; return the small run descriptor the workflow carries."""
+    """Validate, scan the input, write ``plan.json``; return the small run descriptor the workflow carries.
+
+    ``deployed(function_name)`` says whether the model's function exists (``None``: cannot tell), so that a
+    model without a function fails here, before any batch runs."""
     from mlinfer.models.registry import get_spec
     from mlinfer.runtime.errors import UnknownModelError
 
     get_spec(request.model)
-    if known_models is not None and request.model not in known_models:
+    if function_name and deployed is not None and deployed(function_name) is False:
         raise UnknownModelError(
-            f"model {request.model!r} has no function in this stack; deployed: {', '.join(sorted(known_models))}"
+            f"model {request.model!r} has no function in this stack ({function_name} not found); "
+            "see docs/adding-a-model.md"
         )
     layout = RunLayout(request.output or default_output(request, run_id))
     source = request.input
