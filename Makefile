@@ -33,7 +33,7 @@ $(SAM_VENV)/.installed:
 	if command -v npm >/dev/null; then npm install --no-save --no-audit --no-fund --prefix .tools/node asl-validator@4.0.0; fi
 	touch $@
 
-models: $(VENV)/.installed ## Train the six scikit-learn models on the shipped sample into ./models
+models: $(VENV)/.installed ## Train the seven scikit-learn models on the shipped sample into ./models
 	$(BIN)/mlinfer train --out models
 
 demo: models ## Run a whole batch job locally on the shipped sample, then a file of bad lines

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from common import ROOT
 
-SKLEARN = ["kmeans", "gmm", "pca", "logreg", "svm", "random_forest"]
+SKLEARN = ["kmeans", "gmm", "pca", "logreg", "svm", "random_forest", "naive_bayes"]
 RESNET = ["resnet50", *[f"resnet50_stage{k}" for k in range(5)]]
 #: Budgets (ms) at 1,769 MB.
 BUDGET = {**dict.fromkeys(SKLEARN, 1000), "distilbert": 500, **dict.fromkeys(RESNET, 1000)}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from common import DATA
 
-MODELS = ["kmeans", "gmm", "pca", "logreg", "svm", "random_forest"]
+MODELS = ["kmeans", "gmm", "pca", "logreg", "svm", "random_forest", "naive_bayes"]
 MEMORY = [256, 512, 1024, 1769, 3008]
 
 

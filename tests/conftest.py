@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MLINFER_SHARED_DATA", ROOT.parent / "shared" / "data"))
-SKLEARN_MODELS = ["kmeans", "gmm", "pca", "logreg", "svm", "random_forest"]
+SKLEARN_MODELS = ["kmeans", "gmm", "pca", "logreg", "svm", "random_forest", "naive_bayes"]
 
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "mlinfer-test")

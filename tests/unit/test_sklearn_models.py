@@ -7,10 +7,12 @@ import pytest
 
 from mlinfer.models.registry import load_model
 
+from ..conftest import SKLEARN_MODELS
+
 TEXTS = ["I am so happy and excited today", "this makes me furious", "I'm scared of the dark", "on the bus to work"]
 
 
-@pytest.mark.parametrize("name", ["kmeans", "gmm", "pca", "logreg", "svm", "random_forest"])
+@pytest.mark.parametrize("name", SKLEARN_MODELS)
 def test_predictions_are_well_formed_and_deterministic(name, model_root):
     model = load_model(name, model_root)
     inputs = [model.validate({"id": i, "text": t}) for i, t in enumerate(TEXTS)]
@@ -33,7 +35,7 @@ def test_predictions_are_well_formed_and_deterministic(name, model_root):
                 assert sum(out["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
 
 
-@pytest.mark.parametrize("name", ["kmeans", "gmm", "pca", "logreg", "random_forest"])
+@pytest.mark.parametrize("name", [m for m in SKLEARN_MODELS if m != "svm"])
 def test_feature_vectors_match_text_path(name, model_root):
     """A numeric vector equal to the text's featurisation gives the same prediction as the text."""
     model = load_model(name, model_root)
@@ -47,6 +49,6 @@ def test_feature_vectors_match_text_path(name, model_root):
 
 def test_classifiers_learn_the_real_labels(model_root):
     """Held-out accuracy on real texts is well above chance (1/8 on the emotion data) for every classifier."""
-    for name in ["logreg", "svm", "random_forest"]:
+    for name in ["logreg", "svm", "random_forest", "naive_bayes"]:
         meta = load_model(name, model_root).meta
         assert meta["test_items"] > 0 and meta["accuracy"] > 0.35, meta

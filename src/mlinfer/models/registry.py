@@ -49,6 +49,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("logreg", "classifiers", _SK, "classification", {"estimator": "logreg"}),
         ModelSpec("svm", "classifiers", _SK, "classification", {"estimator": "svm"}),
         ModelSpec("random_forest", "classifiers", _SK, "classification", {"estimator": "random_forest"}),
+        ModelSpec("naive_bayes", "classifiers", _SK, "classification", {"estimator": "naive_bayes"}),
         ModelSpec(
             "distilbert",
             "transformers",

@@ -22,6 +22,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import train_test_split
+from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer
 from sklearn.svm import LinearSVC
@@ -31,7 +32,8 @@ from mlinfer.models.sklearn import ARTIFACT, META
 
 SEED = 0
 EMBED_DIM = 100  # dense text embedding (TF-IDF + truncated SVD) for estimators that need dense input
-SPARSE_KINDS = {"logreg", "svm"}  # linear text classifiers work best on the sparse TF-IDF itself
+SPARSE_KINDS = {"logreg", "svm", "naive_bayes"}  # linear text classifiers work best on the sparse TF-IDF itself
+SUPERVISED_KINDS = {"logreg", "svm", "random_forest", "naive_bayes"}  # trained on labels, scored on a held-out 20 %
 
 
 def read_jsonl(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
@@ -61,12 +63,13 @@ def _estimator(kind: str, n_classes: int) -> Any:
         "random_forest": lambda: RandomForestClassifier(
             n_estimators=100, min_samples_leaf=2, max_depth=30, n_jobs=1, random_state=SEED
         ),
+        "naive_bayes": lambda: MultinomialNB(alpha=0.1),
     }[kind]()
 
 
 def train(kind: str, texts: list[str], labels: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit featuriser + estimator; return ``(artifact, metrics)``. Classifiers hold out 20 % to score."""
-    supervised = kind in {"logreg", "svm", "random_forest"}
+    supervised = kind in SUPERVISED_KINDS
     n_classes = len(set(labels))
     fit_texts, fit_labels, test_texts, test_labels = texts, labels, [], []
     if supervised:
