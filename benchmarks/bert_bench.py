@@ -35,7 +35,7 @@ def build_full_size(work: Path, texts: list[str]) -> Path:
     """DistilBERT-base dimensions, random weights, a 30,522 WordPiece vocabulary learnt from the texts."""
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
-    from mlinfer.models.bert_train import train_tokenizer
+    from mlinfer.build.bert_train import train_tokenizer
 
     out = work / "distilbert-base-random"
     if (out / "config.json").exists():
@@ -212,9 +212,9 @@ def main() -> None:
     from mlinfer.bench.machine import describe
 
     print(describe(), flush=True)
+    from mlinfer.build.bert_export import export
+    from mlinfer.build.bert_train import train
     from mlinfer.cost.pricing import lambda_cost
-    from mlinfer.models.bert_export import export
-    from mlinfer.models.bert_train import train
 
     rows = reviews(2500)
     texts = [r["text"] for r in rows[: args.n]]

@@ -34,18 +34,18 @@ def prepare(work: Path, names: list[str]) -> Path:
     models = work / "models"
     todo = [n for n in names if n in SKLEARN and not (models / n).is_dir()]
     if todo:
+        from mlinfer.build.sklearn_train import train_and_save
         from mlinfer.data import SAMPLE_PATH
-        from mlinfer.models.sklearn_train import train_and_save
 
         train_and_save(todo, SAMPLE_PATH, models)
     if any(n in RESNET for n in names) and not (models / "resnet50" / "stage4.onnx").exists():
-        from mlinfer.models.resnet_export import build_random, export
+        from mlinfer.build.resnet_export import build_random, export
 
         export(build_random(work / "resnet-source"), models / "resnet50")
     if "distilbert" in names and not (models / "distilbert" / "meta.json").exists():
         from bert_bench import build_full_size, reviews
 
-        from mlinfer.models.bert_export import export as export_bert
+        from mlinfer.build.bert_export import export as export_bert
 
         texts = [r["text"] for r in reviews(2500)]
         export_bert(str(build_full_size(work, texts)), models / "distilbert", texts[:8], min_agreement=0.0)

@@ -12,7 +12,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 def shared_rows(name: str, n: int | None = None) -> list[dict] | None:
     """The first ``n`` rows of ``../shared/data/<name>``, or None where the shared data is absent."""
-    from mlinfer.models.sklearn_train import read_jsonl
+    from mlinfer.build.sklearn_train import read_jsonl
 
     path = DATA / name
     return read_jsonl(path, n) if path.exists() else None

@@ -91,7 +91,7 @@ def main() -> None:
     from mlinfer.bench.machine import describe
 
     print(describe(), flush=True)
-    from mlinfer.models.llama_build import TINYLLAMA_1_1B, build
+    from mlinfer.build.llama_build import TINYLLAMA_1_1B, build
 
     model_dir = args.work / "tinyllama-1.1b-random"
     if not (model_dir / "config.json").exists():

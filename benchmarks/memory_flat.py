@@ -31,8 +31,8 @@ RUNNER = (
 
 
 def texts(n: int = 2000) -> list[str]:
+    from mlinfer.build.sklearn_train import read_jsonl
     from mlinfer.data import SAMPLE_PATH
-    from mlinfer.models.sklearn_train import read_jsonl
 
     path = DATA / "emotion.jsonl.gz"
     rows = read_jsonl(path if path.exists() else SAMPLE_PATH, n)
@@ -83,7 +83,7 @@ def main() -> None:
     from mlinfer.bench.machine import describe
 
     print(describe(), flush=True)
-    from mlinfer.models.sklearn_train import train_and_save
+    from mlinfer.build.sklearn_train import train_and_save
 
     args.work.mkdir(parents=True, exist_ok=True)
     models = args.work / "models"

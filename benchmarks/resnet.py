@@ -110,16 +110,16 @@ def main() -> None:
     from mlinfer.bench.machine import describe
 
     print(describe(), flush=True)
+    from mlinfer.build.resnet_export import build_random, export
     from mlinfer.cost.pricing import project_lambda_cost, s3_request_cost
     from mlinfer.cost.stepfunctions import parallel_transitions, pipeline_transitions, stepfunctions_cost
-    from mlinfer.models.resnet_export import build_random, export
 
     model_dir = args.work / "models"
     if not (model_dir / "resnet50" / "stage4.onnx").exists():
         export(build_random(args.work / "source"), model_dir / "resnet50")
     guard_result = None
     if args.precision == "int8":
-        from mlinfer.models.resnet_quantize import guard, load_images, quantize_model_dir
+        from mlinfer.build.resnet_quantize import guard, load_images, quantize_model_dir
 
         guard_result = guard(args.work / "int8-guard")  # the trained digits network, through the same code
         if not (model_dir / "resnet50" / "stage4.int8.onnx").exists():

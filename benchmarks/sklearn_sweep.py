@@ -22,8 +22,8 @@ MEMORY = [256, 512, 1024, 1769, 3008]
 
 
 def prepare(out: Path) -> tuple[Path, Path]:
+    from mlinfer.build.sklearn_train import train_and_save
     from mlinfer.data import SAMPLE_PATH
-    from mlinfer.models.sklearn_train import train_and_save
 
     data = DATA / "emotion.jsonl.gz"
     data = data if data.exists() else SAMPLE_PATH

@@ -44,7 +44,7 @@ def emotion_rows() -> list[dict]:
 @pytest.fixture(scope="session")
 def model_root(tmp_path_factory: pytest.TempPathFactory, emotion_rows: list[dict]) -> Path:
     """The six scikit-learn models trained on the first 3,000 real texts, saved through the real code."""
-    from mlinfer.models.sklearn_train import train_and_save
+    from mlinfer.build.sklearn_train import train_and_save
 
     root = tmp_path_factory.mktemp("models")
     data = root / "train.jsonl"
@@ -77,7 +77,7 @@ def image_paths() -> list[Path]:
 def resnet_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small ResNet (ResNet-50's layout, fewer and narrower blocks, random weights) saved and split by
     the real export code into ``<root>/resnet50``: the whole graph and its five stages."""
-    from mlinfer.models.resnet_export import build_random, export
+    from mlinfer.build.resnet_export import build_random, export
 
     root = tmp_path_factory.mktemp("resnet")
     build_random(root / "source", full_size=False, num_labels=10)
@@ -92,7 +92,7 @@ def full_resnet() -> object:
 
     from transformers import ResNetForImageClassification
 
-    from mlinfer.models.resnet_export import build_random
+    from mlinfer.build.resnet_export import build_random
 
     with tempfile.TemporaryDirectory() as tmp:
         build_random(Path(tmp))

@@ -132,8 +132,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from mlinfer.build.sklearn_train import train_and_save
     from mlinfer.data import SAMPLE_PATH
-    from mlinfer.models.sklearn_train import train_and_save
 
     names = args.models or [n for n in MODELS if is_trainable(n)]
     for meta in train_and_save(names, args.data or SAMPLE_PATH, args.out, args.limit).values():
@@ -214,12 +214,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from mlinfer.build.sklearn_train import read_jsonl
     from mlinfer.models.registry import get_spec
-    from mlinfer.models.sklearn_train import read_jsonl
 
     spec = get_spec(args.model)
     if spec.family == "resnet":
-        from mlinfer.models import resnet_export
+        from mlinfer.build import resnet_export
 
         artifact = spec.options["artifact"]
         out = args.out or Path("artifacts") / artifact
@@ -240,7 +240,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 0
     if not spec.adapter.endswith("BertAdapter"):
         raise ValueError(f"mlinfer export handles the BERT, TinyLlama and ResNet families; {args.model} is trained")
-    from mlinfer.models.bert_export import export
+    from mlinfer.build.bert_export import export
 
     source = args.source or spec.options["model_id"]
     texts = [r["text"] for r in read_jsonl(args.guard_data, 500)] if args.guard_data else None

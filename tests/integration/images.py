@@ -45,10 +45,10 @@ def offline_artifacts() -> None:
     ResNet-50 with random weights split by the real code, in .test-artifacts/<model> (the Dockerfiles'
     offline path, with ARTIFACTS=.test-artifacts), each marked TEST_MODEL so that a real build refuses it;
     torch's CPU wheel goes to .test-artifacts/wheels."""
+    from mlinfer.build.bert_export import export
+    from mlinfer.build.bert_train import train
+    from mlinfer.build.llama_build import build
     from mlinfer.data.sample import make_reviews
-    from mlinfer.models.bert_export import export
-    from mlinfer.models.bert_train import train
-    from mlinfer.models.llama_build import build
 
     from ..conftest import SHARED_DATA, read_jsonl
 
@@ -64,8 +64,8 @@ def offline_artifacts() -> None:
             build(target, [r["text"] for r in rows], chat=name.endswith("chat"))
     resnet = TEST_ARTIFACTS / "resnet50"
     if not (resnet / "stage4.onnx").exists():  # full size (the events carry ResNet-50's channel counts)
-        from mlinfer.models.resnet_export import build_random
-        from mlinfer.models.resnet_export import export as export_resnet
+        from mlinfer.build.resnet_export import build_random
+        from mlinfer.build.resnet_export import export as export_resnet
 
         export_resnet(build_random(TEST_ARTIFACTS / ".resnet50-source"), resnet)
     for folder in TEST_ARTIFACTS.iterdir():

@@ -194,8 +194,8 @@ def cloud(lambda_port, s3_port):
 def local_models(tmp_path_factory) -> Path:
     """What the images hold: the classifiers trained at build time on the shipped sample (deterministic, the
     same scikit-learn), the BERT-family models from .test-artifacts."""
+    from mlinfer.build.sklearn_train import train_and_save
     from mlinfer.data import SAMPLE_PATH
-    from mlinfer.models.sklearn_train import train_and_save
 
     root = tmp_path_factory.mktemp("e2e-models")
     train_and_save(["logreg"], SAMPLE_PATH, root)
@@ -209,8 +209,8 @@ def texts(name: str, n: int) -> list[str]:
     if path.exists():
         rows = read_jsonl(path, n)
     elif name.startswith("emotion"):
+        from mlinfer.build.sklearn_train import read_jsonl as read_sample
         from mlinfer.data import SAMPLE_PATH
-        from mlinfer.models.sklearn_train import read_jsonl as read_sample
 
         rows = read_sample(SAMPLE_PATH, n)
     else:

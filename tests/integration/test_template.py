@@ -137,3 +137,17 @@ def test_the_workflow_image_imports_without_ml_libraries():
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_the_runtime_never_imports_build_time_or_workflow_code():
+    """What runs in a model function (mlinfer.runtime, mlinfer.models) imports nothing from mlinfer.build
+    (training, export: libraries the images do not install) or mlinfer.workflow."""
+    import ast
+
+    for package in ("runtime", "models"):
+        for path in (ROOT / "src" / "mlinfer" / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                for name in names:
+                    assert not name.startswith(("mlinfer.build", "mlinfer.workflow")), f"{path.name} imports {name}"

@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from mlinfer.models.bert_export import export
-from mlinfer.models.bert_train import train
+from mlinfer.build.bert_export import export
+from mlinfer.build.bert_train import train
 from mlinfer.models.registry import load_model
 from mlinfer.runtime.handler import create_handler
 
@@ -130,8 +130,8 @@ def test_cls_only_last_layer_is_exact(arch, tmp_path, reviews):
         DistilBertForSequenceClassification,
     )
 
-    from mlinfer.models.bert_export import _cls_only_last_layer
-    from mlinfer.models.bert_train import train_tokenizer
+    from mlinfer.build.bert_export import _cls_only_last_layer
+    from mlinfer.build.bert_train import train_tokenizer
 
     texts = [r["text"] for r in reviews[:40]]
     tok = train_tokenizer(texts, vocab_size=400)

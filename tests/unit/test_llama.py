@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from mlinfer.models.llama_build import build
+from mlinfer.build.llama_build import build
 from mlinfer.models.registry import load_model
 from mlinfer.runtime.handler import create_handler
 

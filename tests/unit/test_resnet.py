@@ -171,7 +171,7 @@ def test_shipped_events_have_the_shape_each_function_takes():
 
 # -- full-size ResNet-50 (PyTorch): the partition is exact, the chain equals the model -----------------
 def test_the_five_stages_hold_exactly_resnet50s_parameters(full_resnet):
-    from mlinfer.models.resnet_export import stage_modules
+    from mlinfer.build.resnet_export import stage_modules
 
     stages = stage_modules(full_resnet)
     ids = [{id(p) for p in s.parameters()} for s in stages]
@@ -183,8 +183,8 @@ def test_the_five_stages_hold_exactly_resnet50s_parameters(full_resnet):
 def test_full_size_chain_equals_whole_model_and_fp16_keeps_top5(full_resnet, image_paths):
     import torch
 
+    from mlinfer.build.resnet_export import DEFAULT_PREPROCESSING, stage_modules
     from mlinfer.models.resnet import preprocess
-    from mlinfer.models.resnet_export import DEFAULT_PREPROCESSING, stage_modules
 
     meta = DEFAULT_PREPROCESSING
     x = torch.from_numpy(np.stack([preprocess(p.read_bytes(), meta) for p in image_paths[:12]]))

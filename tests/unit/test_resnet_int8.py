@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlinfer.models.registry import load_model
-from mlinfer.models.resnet_quantize import (
+from mlinfer.build.resnet_quantize import (
     MIN_TOP1_AGREEMENT,
     QuantizationGuardError,
     guard,
@@ -19,6 +18,7 @@ from mlinfer.models.resnet_quantize import (
     main,
     quantize_model_dir,
 )
+from mlinfer.models.registry import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PHOTOS = ROOT / "events" / "images"

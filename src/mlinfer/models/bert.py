@@ -1,6 +1,6 @@
 """BERT family (DistilBERT, bert-base...): sequence classification with ONNX Runtime and tokenizers.
 
-The artifact folder (written by :mod:`mlinfer.models.bert_export` at image build time) holds
+The artifact folder (written by :mod:`mlinfer.build.bert_export` at image build time) holds
 ``model.onnx`` (graph-optimised, int8 when the accuracy guard allowed it), ``tokenizer.json`` and
 ``meta.json`` (labels, maximum length, the variant chosen and its guard figures). No torch at run time.
 

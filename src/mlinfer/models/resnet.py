@@ -1,6 +1,6 @@
 """ResNet-50 image classification, whole or as one of its five stages (ONNX Runtime, Pillow, numpy).
 
-The artifact folder (written at build time by :mod:`mlinfer.models.resnet_export`) holds ``model.onnx``
+The artifact folder (written at build time by :mod:`mlinfer.build.resnet_export`) holds ``model.onnx``
 (the whole network), ``stage0.onnx`` .. ``stage4.onnx`` (stem; stages 1-3; stage 4 + pooling +
 classifier) and ``meta.json`` (labels, preprocessing, the channels each stage takes). A function loads
 only the graph it serves, so a stage function holds only its own weights.
@@ -48,7 +48,7 @@ def graph_file(stage: int | None, precision: str = "fp32") -> str:
 
 def precision_for(path: Path, stage: int | None) -> str:
     """``int8`` where the build kept int8 graphs (they passed the accuracy guard of
-    :mod:`mlinfer.models.resnet_quantize`), else ``fp32``; ``RESNET_PRECISION=fp32`` forces fp32."""
+    :mod:`mlinfer.build.resnet_quantize`), else ``fp32``; ``RESNET_PRECISION=fp32`` forces fp32."""
     wanted = os.environ.get("RESNET_PRECISION", "int8").lower()
     if wanted not in {"int8", "fp32"}:
         raise ModelLoadError(f"RESNET_PRECISION must be int8 or fp32, got {wanted!r}")

@@ -29,7 +29,7 @@ def _r(x: float) -> float:
 
 
 class SklearnAdapter(ModelAdapter):
-    """Serves any estimator trained by :mod:`mlinfer.models.sklearn_train`."""
+    """Serves any estimator trained by :mod:`mlinfer.build.sklearn_train`."""
 
     family = "sklearn"
 

@@ -1,6 +1,6 @@
 """Build-time tool: static int8 quantisation of the ResNet graphs, kept only if an accuracy guard passes.
 
-    python -m mlinfer.models.resnet_quantize --model-dir /opt/ml/model/resnet50 --images events/images
+    python -m mlinfer.build.resnet_quantize --model-dir /opt/ml/model/resnet50 --images events/images
 
 Each graph (``model.onnx`` and ``stage0.onnx`` .. ``stage4.onnx``) becomes ``*.int8.onnx``: ONNX Runtime's
 static quantisation in QDQ form, int8 weights per output channel, uint8 activations whose ranges are
@@ -9,7 +9,7 @@ calibrated on real photos (each stage on the fp32 activations the stage before i
 The guard. A network with random weights says nothing about int8 error (its near-ties flip), and no
 trained ResNet can be fetched offline, so the guard trains one here: a small ResNet (transformers'
 ``ResNetForImageClassification``, the layout the functions serve) on scikit-learn's bundled handwritten
-digits, upsampled to RGB images; exports it with :func:`mlinfer.models.resnet_export.export`, quantises
+digits, upsampled to RGB images; exports it with :func:`mlinfer.build.resnet_export.export`, quantises
 it with :func:`quantize_model_dir` (the code the functions' graphs go through) and requires at least
 :data:`MIN_TOP1_AGREEMENT` of held-out top-1 answers to agree with fp32, for the whole graph and for the
 five int8 stages chained. If it fails, no int8 graph is written and the functions serve fp32.
@@ -181,7 +181,7 @@ def train_digits_resnet(out: Path, epochs: int = 6, seed: int = 0) -> dict[str, 
 def guard(work: Path, quantize: Callable[[Path, np.ndarray], Any] = quantize_model_dir) -> dict[str, Any]:
     """Train, export and quantise the digits ResNet through the real code; raise
     :class:`QuantizationGuardError` unless int8 agrees with fp32 on >= 99 % of held-out top-1 answers."""
-    from mlinfer.models.resnet_export import export
+    from mlinfer.build.resnet_export import export
 
     x, y = digits_images()
     order = np.random.default_rng(0).permutation(len(x))

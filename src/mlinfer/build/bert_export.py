@@ -1,6 +1,6 @@
 """Build-time tool (needs torch): export a BERT-family classifier to ONNX, optimise, quantise, guard.
 
-    python -m mlinfer.models.bert_export --model distilbert-base-uncased-finetuned-sst-2-english \
+    python -m mlinfer.build.bert_export --model distilbert-base-uncased-finetuned-sst-2-english \
         --out /opt/ml/model/distilbert --guard-data imdb.jsonl
 
 ``--model`` is a Hugging Face id (fetched now, at build time) or a local directory; either way it is read
@@ -106,7 +106,7 @@ def _cls_only_last_layer(model: Any) -> bool:
 
 
 def _export_onnx(model: Any, tokenizer: Any, path: Path) -> list[str]:
-    from mlinfer.models.onnx_export import export_onnx
+    from mlinfer.build.onnx_export import export_onnx
 
     enc = tokenizer(["an example sentence", "another, longer example sentence here"], padding=True, return_tensors="pt")
     accepted = inspect.signature(model.forward).parameters
@@ -219,7 +219,7 @@ def export(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from mlinfer.models.sklearn_train import read_jsonl
+    from mlinfer.build.sklearn_train import read_jsonl
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="Hugging Face id or local directory")

@@ -4,7 +4,7 @@ Used for the accuracy guard and the tests, where no pretrained weights can be do
 vocabulary is learnt from the texts, a DistilBERT of the given size is trained on the labels, and the
 result is saved with ``save_pretrained`` so that the real loading code reads it.
 
-    python -m mlinfer.models.bert_train --data imdb_reviews.jsonl.gz --out /tmp/tiny-distilbert --steps 300
+    python -m mlinfer.build.bert_train --data imdb_reviews.jsonl.gz --out /tmp/tiny-distilbert --steps 300
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from mlinfer.models.sklearn_train import read_jsonl
+from mlinfer.build.sklearn_train import read_jsonl
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

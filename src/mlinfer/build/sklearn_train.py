@@ -1,6 +1,6 @@
 """Train the scikit-learn models on labelled texts; run at image build time and by ``mlinfer train``.
 
-python -m mlinfer.models.sklearn_train --data data.jsonl --out /opt/ml/model kmeans gmm pca
+python -m mlinfer.build.sklearn_train --data data.jsonl --out /opt/ml/model kmeans gmm pca
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Build-time tool (needs torch + transformers): split ResNet-50 into its five stages and export each.
 
-    python -m mlinfer.models.resnet_export --model microsoft/resnet-50 --out /opt/ml/model/resnet50
+    python -m mlinfer.build.resnet_export --model microsoft/resnet-50 --out /opt/ml/model/resnet50
 
 ``--model`` is a Hugging Face id (fetched now, at build time) or a local folder, read with
 ``from_pretrained``. Written: ``model.onnx`` (whole network), ``stage0.onnx`` .. ``stage4.onnx`` and
@@ -92,7 +92,7 @@ def export(source: str | Path, out_dir: Path, tolerance: float = 1e-3) -> dict[s
     import torch
     from transformers import ResNetForImageClassification
 
-    from mlinfer.models.onnx_export import export_onnx
+    from mlinfer.build.onnx_export import export_onnx
 
     model = ResNetForImageClassification.from_pretrained(str(source)).eval()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random", action="store_true", help="a full-size ResNet-50 with random weights (offline)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--int8-calibration", type=Path, help="also write int8 graphs calibrated on these photos "
-                        "(kept only if the accuracy guard of mlinfer.models.resnet_quantize passes)")  # fmt: skip
+                        "(kept only if the accuracy guard of mlinfer.build.resnet_quantize passes)")  # fmt: skip
     args = parser.parse_args(argv)
     source = args.model
     if args.random:
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = export(source, args.out)
     print(json.dumps({k: meta[k] for k in ("parameters", "stages", "crop_size")}, indent=1))
     if args.int8_calibration:
-        from mlinfer.models import resnet_quantize
+        from mlinfer.build import resnet_quantize
 
         return resnet_quantize.main(["--model-dir", str(args.out), "--images", str(args.int8_calibration)])
     return 0
