@@ -27,6 +27,22 @@ def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else many or word + 's'}"
 
 
+def _other_services(cost: dict) -> list[str]:
+    """S3 requests and CloudWatch Logs lines of the cost (absent from summaries written before they were)."""
+    out = []
+    if "s3" in cost:
+        s3 = cost["s3"]
+        gets, puts = plural(s3["gets"], "GET/HEAD request"), plural(s3["puts"], "PUT request")
+        out.append(f"    S3 ${s3['usd']:.6f}: {gets}, {puts}")
+    if "logs" in cost:
+        logs = cost["logs"]
+        if logs.get("bytes") is None:
+            out.append(f"    CloudWatch Logs: {logs.get('note', 'not measured')}")
+        else:
+            out.append(f"    CloudWatch Logs ${logs['usd']:.6f}: {logs['bytes'] / 1e6:.2f} MB ingested")
+    return out
+
+
 def _print_summary(summary: dict) -> None:
     cost, lat, cfg = summary["cost"], summary["batch_latency_ms"], summary["config"]
     lam, sfn = cost["lambda"], cost["stepfunctions"]
@@ -54,6 +70,7 @@ def _print_summary(summary: dict) -> None:
         f"    Step Functions ${sfn['total']:.6f}: {plural(sfn['transitions'], 'transition')}, "
         f"{plural(sfn['express_requests'], 'Express child execution')} ({lam['prices']['region']}, prices as of "
         f"{lam['prices']['as_of']})",
+        *_other_services(cost),
         *[f"  warning: {w}" for w in summary.get("warnings", [])],
         f"  results: {summary['files']['results']}",
         f"  summary: {summary['files']['summary']}",

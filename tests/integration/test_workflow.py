@@ -314,5 +314,11 @@ def test_faults_on_aws_lose_no_item_and_their_retries_are_billed(stack, texts):
     lam = s["cost"]["lambda"]
     assert lam["invocations"] == 8 + 1 + 1  # eight finished batches, the failed read, the timeout
     assert lam["billed_ms"] >= 3000  # the timed-out try is billed for its whole timeout
+    # S3: GETs of the input, plan.json, 8 slices, Summarize's 4 per finished batch and 3 for the failed one;
+    # PUTs of plan.json, 3 map results, 8 results + 8 metadata, the failed read's note, the error record,
+    # results.jsonl and summary.json.
+    assert (s["cost"]["s3"]["gets"], s["cost"]["s3"]["puts"]) == (1 + 1 + 8 + 32 + 3, 1 + 3 + 16 + 1 + 1 + 2)
+    by_service = s["cost"]["by_service"]
+    assert sum(by_service.values()) == pytest.approx(s["cost"]["total_usd"]) and by_service["logs"] == 0.0
     # Standard children: InferBatch per batch, RecordBatchFailure once, and one transition per retry.
     assert s["cost"]["stepfunctions"]["transitions"] == 5 + 1 + 9 + 9 + 1 + 4

@@ -55,7 +55,10 @@ def test_projection_by_hand():
     assert par.lambda_usd == pytest.approx(gbs * 0.0000166667 + 10 * 0.0000002)
     # orchestration: 5 + 1 + 10 transitions and 10 Express children of 200 ms at 64 MB
     express = 10 * 1e-6 + 10 * 0.2 * (64 / 1024) * 0.00001667
-    assert par.orchestration_usd == pytest.approx(16 * 0.000025 + express)
+    # and S3: GETs of the input, plan.json (ItemReader), 10 slices, Summarize's 4 per batch; PUTs of plan.json,
+    # 3 map results, 10 results + 10 metadata, results.jsonl, summary.json
+    s3 = (1 + 1 + 10 + 40) * 4e-7 + (1 + 3 + 20 + 1 + 1) * 5e-6
+    assert par.orchestration_usd == pytest.approx(16 * 0.000025 + express + s3)
 
 
 def test_monolithic_projection_by_hand():
@@ -66,7 +69,8 @@ def test_monolithic_projection_by_hand():
     assert fan.lambda_usd == pytest.approx(10 * 1.05 * 0.0000166667 + 10 * 0.0000002)
     assert mono.mode == "monolithic" and mono.time_s == pytest.approx((1050 + 9 * 200) / 1000)
     assert mono.lambda_usd == pytest.approx(math.ceil(1050 + 9 * 200) / 1000 * 0.0000166667 + 0.0000002)
-    assert mono.orchestration_usd == pytest.approx(7 * 0.000025)  # 5 fixed + RunMonolithic + MoreBatches
+    s3 = (1 + 1 + 10 + 40) * 4e-7 + (1 + 20 + 1 + 1) * 5e-6  # as parallel, one plan.json read, no map results
+    assert mono.orchestration_usd == pytest.approx(7 * 0.000025 + s3)  # 5 fixed + RunMonolithic + MoreBatches
     assert par.mode == "parallel" and par.concurrency == 1
 
 

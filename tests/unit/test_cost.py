@@ -89,3 +89,17 @@ def test_s3_request_cost_by_hand():
 
     # 1,000 PUTs at $0.005 per 1,000 and 10,000 GETs at $0.0004 per 1,000 (us-east-1).
     assert s3_request_cost(1000, 10_000) == pytest.approx(0.005 + 0.004)
+
+
+def test_s3_requests_and_log_ingestion_of_a_run():
+    from mlinfer.cost.storage import MULTIPART_PART_BYTES, logs_cost, run_s3_requests
+
+    small = run_s3_requests("parallel", 10)
+    assert (small.gets, small.puts) == (1 + 1 + 10 + 40, 1 + 3 + 20 + 1 + 1)
+    assert small.usd == pytest.approx(small.gets * 4e-7 + small.puts * 5e-6)
+    big = run_s3_requests("parallel", 10, results_bytes=3 * MULTIPART_PART_BYTES)  # a multipart results.jsonl
+    assert big.puts == small.puts - 1 + 3 + 2
+    failed = run_s3_requests("monolithic", 10, failed_batches=2, failed_try_notes=1, invocations=3)
+    assert (failed.gets, failed.puts) == (1 + 3 + 8 + 32 + 6, 1 + 16 + 1 + 2 + 1 + 1)
+    assert logs_cost(2 * 1024**3)["usd"] == pytest.approx(1.0)  # $0.50 per GB ingested
+    assert logs_cost(None)["usd"] == 0.0 and "IncomingBytes" in logs_cost(None)["note"]

@@ -63,7 +63,9 @@ def test_parallel_run_accounts_for_every_line(input_file, model_root, tmp_path):
     assert s["batch_latency_ms"]["p50"] > 0 and s["batch_latency_ms"]["p95"] >= s["batch_latency_ms"]["p50"]
     cost = s["cost"]
     assert cost["lambda"]["invocations"] == 6 and cost["lambda"]["prices"]["region"] == "us-east-1"
-    assert cost["total_usd"] == cost["lambda"]["total"] + cost["stepfunctions"]["total"] > 0
+    parts = cost["lambda"]["total"], cost["stepfunctions"]["total"], cost["s3"]["usd"], cost["logs"]["usd"]
+    assert cost["total_usd"] == pytest.approx(sum(parts)) and all(p > 0 for p in parts)
+    assert cost["logs"]["bytes"] == sum(p.stat().st_size for p in (result.results_path.parent / "logs").glob("*.log"))
     assert cost["stepfunctions"]["express_requests"] == 6  # one Express child per batch
     assert "projection" in cost["label"]
     assert s["status"] == "SUCCEEDED" and s["failed_batches"] == 0

@@ -4,7 +4,8 @@ For a job of ``items`` items at batch size b there are n = ceil(items / b) batch
 
 * parallel, concurrency c: min(c, n) cold environments; time = cold start + (ceil(n / c) - 1) warm
   batches; Lambda = cold invocations + warm ones; Step Functions = one transition per child plus
-  Express children (:mod:`mlinfer.cost.stepfunctions`).
+  Express children (:mod:`mlinfer.cost.stepfunctions`); orchestration also counts the run's S3
+  requests (:mod:`mlinfer.cost.storage`).
 * monolithic: one environment; time = cold start + (n - 1) warm batches, split into 15-minute
   invocations; Lambda = that billed time; a few transitions per invocation.
 """
@@ -18,6 +19,7 @@ from typing import Any
 from mlinfer.bench.stats import ConfigStats
 from mlinfer.cost.pricing import billed_ms, lambda_cost
 from mlinfer.cost.stepfunctions import monolithic_transitions, parallel_transitions, stepfunctions_cost
+from mlinfer.cost.storage import run_s3_requests
 
 LAMBDA_MAX_MS = 900_000
 #: Lambda's default account concurrency: the widest fan-out projected without a quota increase.
@@ -54,6 +56,7 @@ def _parallel(stats: ConfigStats, n: int, concurrency: int, region: str) -> Opti
     billed = [billed_ms(cold)] * envs + [billed_ms(warm)] * (n - envs)
     lam = lambda_cost(billed, stats.memory_mb, stats.architecture, region=region).total
     sfn = stepfunctions_cost(parallel_transitions(n), [warm] * n, region=region).total
+    sfn += run_s3_requests("parallel", n, region=region).usd
     time_s = (cold + (rounds - 1) * warm) / 1000
     return Option(
         "parallel", stats.memory_mb, stats.architecture, stats.batch_size, concurrency, n, time_s, lam, sfn, lam + sfn
@@ -79,6 +82,7 @@ def project(stats: ConfigStats, items: int, region: str = "us-east-1", fan_out: 
     invocations = max(1, math.ceil(mono_ms / LAMBDA_MAX_MS))
     mono_lambda = lambda_cost([billed_ms(mono_ms / invocations)] * invocations, *price, region=region).total
     mono_sfn = stepfunctions_cost(monolithic_transitions(invocations), region=region).total
+    mono_sfn += run_s3_requests("monolithic", n, invocations=invocations, region=region).usd
     mono = Option("monolithic", stats.memory_mb, stats.architecture, stats.batch_size, 1, n, mono_ms / 1000,
                   mono_lambda, mono_sfn, mono_lambda + mono_sfn)  # fmt: skip
     return options if stats.concurrency > 1 else [*options, mono]

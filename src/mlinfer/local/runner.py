@@ -354,6 +354,7 @@ def _summarize(job: _Job, wall_s: float) -> RunResult:
         memory_mb=cfg.memory_mb,
         architecture=cfg.architecture,
         retries=sum(1 for r in records if r.get("attempt")),
+        log_bytes=sum(p.stat().st_size for p in job.log_dir.glob("*.log")),
         label=f"projection: {limits_note}",
         extra=extra,
     )

@@ -16,6 +16,7 @@ from typing import Any
 
 from mlinfer.cost.pricing import project_lambda_cost
 from mlinfer.cost.stepfunctions import monolithic_transitions, parallel_transitions, stepfunctions_cost
+from mlinfer.cost.storage import logs_cost, run_s3_requests
 from mlinfer.runtime.items import item_id
 from mlinfer.runtime.storage import (
     attempt_uri,
@@ -116,7 +117,7 @@ def failed_tries(layout: RunLayout, entry: dict[str, Any], meta: dict[str, Any] 
             notes.append(_read_json(uri))
     timed_out = TIMED_OUT.search(str(final.get("Cause", "")))
     if timed_out:
-        notes.append({"durationMs": float(timed_out.group(1)) * 1000, "initMs": None})
+        notes.append({"durationMs": float(timed_out.group(1)) * 1000, "initMs": None, "timedOut": True})
     return retries, notes
 
 
@@ -132,6 +133,7 @@ def summarize_run(
     memory_mb: int | None = None,
     architecture: str | None = None,
     retries: int | None = None,
+    log_bytes: int | None = None,
     write: bool = True,
     label: str | None = None,
     extra: dict[str, Any] | None = None,
@@ -148,12 +150,13 @@ def summarize_run(
     failed: list[int] = []
     errors: Counter[str] = Counter()
     items = 0
+    results_bytes = 0
     retried = 0
     notes: list[dict[str, Any]] = []  # failed tries that Lambda billed
 
     def merged() -> Iterator[str]:
         """Every input line's output line, in input order, one batch in memory at a time."""
-        nonlocal items, retried
+        nonlocal items, retried, results_bytes
         for entry in entries:
             lines, why = batch_lines(layout, entry)
             meta = None
@@ -173,6 +176,7 @@ def summarize_run(
                     if "error" in row:
                         errors[row["error"]["type"]] += 1
                 items += 1
+                results_bytes += len(line.encode("utf-8")) + 1
                 yield line
 
     if write:
@@ -218,7 +222,18 @@ def summarize_run(
         transitions = monolithic_transitions(max(1, loops - retries), retries=retries)
         express = None
     sfn = stepfunctions_cost(transitions, express, region=region)
-    total = lam.total + sfn.total
+    s3 = run_s3_requests(
+        run["mode"],
+        n_batches,
+        failed_batches=len(failed),
+        failed_try_notes=sum(1 for n in notes if not n.get("timedOut")),
+        invocations=len(per_invocation) or 1,
+        results_bytes=results_bytes,
+        gzip_input_bytes=0 if run.get("source", run["input"]) != run["input"] else None,
+        region=region,
+    )
+    logs = logs_cost(log_bytes, region)
+    total = lam.total + sfn.total + s3.usd + logs["usd"]
     summary = {
         "run_id": run.get("runId"),
         "model": run["model"],
@@ -258,8 +273,11 @@ def summarize_run(
             "total_usd": total,
             "per_item_usd": total / items if items else 0.0,
             "per_1000_items_usd": 1000 * total / items if items else 0.0,
+            "by_service": {"lambda": lam.total, "stepfunctions": sfn.total, "s3": s3.usd, "logs": logs["usd"]},
             "lambda": lam.to_dict(),
             "stepfunctions": {"child_execution": child_execution, **sfn.to_dict()},
+            "s3": s3.to_dict(),
+            "logs": logs,
         },
         "files": {"results": layout.results, "summary": layout.summary, "plan": layout.plan},
     }
