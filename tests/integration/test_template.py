@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -151,3 +152,24 @@ def test_the_runtime_never_imports_build_time_or_workflow_code():
                 names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
                 for name in names:
                     assert not name.startswith(("mlinfer.build", "mlinfer.workflow")), f"{path.name} imports {name}"
+
+
+def test_the_dashboard_is_valid_json_over_the_metrics_the_functions_emit():
+    """The dashboard body, with its substitutions made, parses as JSON; every metric it searches for is one
+    the functions emit (mlinfer.runtime.metrics, Powertools' ColdStart) or Lambda's own Duration."""
+    from mlinfer.runtime import metrics as m
+
+    body, variables = load_template()["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Sub"]
+    values = {"AWS::Region": "us-east-1", "AWS::StackName": "mlinfer", "MemorySize": "1024",
+              "Architecture": "x86_64", "Price": "0.0000166667"}  # fmt: skip
+    assert set(variables) == {"Price"}
+    text = re.sub(r"\$\{([\w:]+)\}", lambda x: values[x.group(1)], body)
+    widgets = json.loads(text)["widgets"]
+    assert len(widgets) == 5
+    emitted = {v for k, v in vars(m).items() if k.isupper() and isinstance(v, str)} | {"ColdStart", "Duration"}
+    expressions = [line[0]["expression"] for w in widgets for line in w["properties"]["metrics"]]
+    searched = {name for e in expressions for name in re.findall(r'MetricName="(\w+)"', e)}
+    assert searched and searched <= emitted, searched - emitted
+    # the dimension set Powertools writes (the three of mlinfer.runtime.metrics plus "service")
+    assert "{MLInference,architecture,memory_mb,model,service}" in expressions[0]
+    assert sorted([*m.DIMENSIONS, "service"]) == ["architecture", "memory_mb", "model", "service"]
