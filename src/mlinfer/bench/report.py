@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import math
@@ -237,12 +238,13 @@ def build_report(
     ]
     text = "\n".join(md)
     (sweep_dir / "report.md").write_text(text)
-    (sweep_dir / "report.html").write_text(_html(text, model))
+    (sweep_dir / "report.html").write_text(_html(text, model, sweep_dir))
     return sweep_dir / "report.md"
 
 
-def _html(markdown: str, title: str) -> str:
-    """A self-contained HTML page: tables and images from the Markdown report."""
+def _html(markdown: str, title: str, base: Path | None = None) -> str:
+    """A self-contained HTML page: tables from the Markdown report, plots inline (``data:`` URIs), so the
+    page can be mailed or attached as one file."""
     body, table = [], []
     for line in [*markdown.splitlines(), ""]:
         if line.startswith("|"):
@@ -260,7 +262,11 @@ def _html(markdown: str, title: str) -> str:
             body.append(f"<h2>{html.escape(line[3:])}</h2>")
         elif line.startswith("!["):
             src = line[line.index("(") + 1 : -1]
-            body.append(f'<p><img src="{html.escape(src)}" style="max-width:100%"></p>')
+            alt = line[2 : line.index("]")]
+            path = (base / src) if base is not None else None
+            if path is not None and path.is_file():
+                src = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+            body.append(f'<p><img src="{html.escape(src)}" alt="{html.escape(alt)}" style="max-width:100%"></p>')
         elif line.strip():
             body.append(f"<p>{html.escape(line).replace('**', '')}</p>")
     style = (
