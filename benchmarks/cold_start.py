@@ -101,7 +101,9 @@ def main() -> None:
     print(f"{'function':18} {'median ms':>10} {'min ms':>8} {'budget ms':>10} {'':4}")
     rows = []
     for name in names:
-        times = init_ms(name, models, args.memory, args.runs, args.work)
+        logs = args.work / "logs"
+        logs.mkdir(exist_ok=True)
+        times = init_ms(name, models, args.memory, args.runs, logs)
         med = statistics.median(times)
         row = {"model": name, "median_ms": round(med, 1), "min_ms": round(min(times), 1), "budget_ms": BUDGET[name]}
         rows.append(row)
