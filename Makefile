@@ -11,7 +11,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 .PHONY: help install models demo test test-unit lint e2e base-image build build-local deploy invoke bench-transformers bench-resnet bench-cold clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed $(SAM_VENV)/.installed .tools/.installed ## Create .venv, .venv-sam (AWS SAM CLI), .tools (asl-validator)
 
