@@ -203,11 +203,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from mlinfer.bench.recommend import all_options, pareto_front, recommend
+    from mlinfer.bench.recommend import all_options, log_bytes_per_batch, pareto_front, recommend
     from mlinfer.bench.stats import read_rows, summarize
 
     rows = read_rows(args.sweep / "invocations.csv")
-    options = all_options(summarize(rows), args.items, args.region)
+    options = all_options(summarize(rows), args.items, args.region, log_bytes_per_batch(args.sweep, rows))
     pick = recommend(options, args.strategy, args.deadline, args.budget)
     meta_path = args.sweep / "sweep.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}

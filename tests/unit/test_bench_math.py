@@ -98,3 +98,19 @@ def test_skipped_configurations_are_not_projected():
     assert [s.status for s in stats] == ["skipped", "ok"]
     assert "oom" in stats[0].reason
     assert {o.memory_mb for o in all_options(stats, 1000)} == {1024}
+
+
+def test_projections_price_the_log_bytes_a_sweep_measured(tmp_path):
+    from mlinfer.bench.recommend import log_bytes_per_batch
+
+    (s,) = summarize(rows(durations=(200,) * 5))
+    quiet = {o.mode + str(o.concurrency): o for o in project(s, 1000)}
+    chatty = {o.mode + str(o.concurrency): o for o in project(s, 1000, log_bytes=1024**3 / 10)}  # 1 GB per 10
+    for key, o in chatty.items():
+        assert o.orchestration_usd == pytest.approx(quiet[key].orchestration_usd + 0.5)  # $0.50 per GB ingested
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "worker-1.log").write_bytes(b"x" * 1200)
+    measured = [{"architecture": "x86_64", "measured_architecture": "x86_64", "target": "local"}] * 4
+    priced = [{"architecture": "arm64", "measured_architecture": "x86_64", "target": "local"}] * 4
+    assert log_bytes_per_batch(tmp_path, measured + priced) == 300.0
+    assert log_bytes_per_batch(tmp_path, [{**r, "target": "aws"} for r in measured]) == 0.0

@@ -5,7 +5,7 @@ For a job of ``items`` items at batch size b there are n = ceil(items / b) batch
 * parallel, concurrency c: min(c, n) cold environments; time = cold start + (ceil(n / c) - 1) warm
   batches; Lambda = cold invocations + warm ones; Step Functions = one transition per child plus
   Express children (:mod:`mlinfer.cost.stepfunctions`); orchestration also counts the run's S3
-  requests (:mod:`mlinfer.cost.storage`).
+  requests and, from a local sweep's logs, CloudWatch Logs ingestion (:mod:`mlinfer.cost.storage`).
 * monolithic: one environment; time = cold start + (n - 1) warm batches, split into 15-minute
   invocations; Lambda = that billed time; a few transitions per invocation.
 """
@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from mlinfer.bench.stats import ConfigStats
 from mlinfer.cost.pricing import billed_ms, lambda_cost
 from mlinfer.cost.stepfunctions import monolithic_transitions, parallel_transitions, stepfunctions_cost
-from mlinfer.cost.storage import run_s3_requests
+from mlinfer.cost.storage import logs_cost, run_s3_requests
 
 LAMBDA_MAX_MS = 900_000
 #: Lambda's default account concurrency: the widest fan-out projected without a quota increase.
@@ -49,23 +50,26 @@ class Option:
         return f"{self.mode} {self.memory_mb} MB {self.architecture} batch {self.batch_size}{conc}"
 
 
-def _parallel(stats: ConfigStats, n: int, concurrency: int, region: str) -> Option:
+def _parallel(stats: ConfigStats, n: int, concurrency: int, region: str, log_bytes: float = 0.0) -> Option:
     warm, cold = stats.warm_median_ms, stats.cold_init_ms + stats.cold_duration_ms
     envs = min(concurrency, n)
     rounds = math.ceil(n / concurrency)
     billed = [billed_ms(cold)] * envs + [billed_ms(warm)] * (n - envs)
     lam = lambda_cost(billed, stats.memory_mb, stats.architecture, region=region).total
     sfn = stepfunctions_cost(parallel_transitions(n), [warm] * n, region=region).total
-    sfn += run_s3_requests("parallel", n, region=region).usd
+    sfn += run_s3_requests("parallel", n, region=region).usd + logs_cost(round(n * log_bytes), region)["usd"]
     time_s = (cold + (rounds - 1) * warm) / 1000
     return Option(
         "parallel", stats.memory_mb, stats.architecture, stats.batch_size, concurrency, n, time_s, lam, sfn, lam + sfn
     )
 
 
-def project(stats: ConfigStats, items: int, region: str = "us-east-1", fan_out: bool = True) -> list[Option]:
+def project(
+    stats: ConfigStats, items: int, region: str = "us-east-1", fan_out: bool = True, log_bytes: float = 0.0
+) -> list[Option]:
     """Parallel and monolithic projections of a job of ``items`` items under one configuration.
 
+    ``log_bytes``: CloudWatch Logs bytes per batch (measured by a local sweep), priced as ingestion.
     With ``fan_out``, a configuration measured one environment at a time is also projected at one
     function per batch (up to :data:`FAN_OUT_LIMIT`): Lambda environments do not share CPUs, so the
     per-batch duration measured alone carries over.
@@ -75,24 +79,27 @@ def project(stats: ConfigStats, items: int, region: str = "us-east-1", fan_out: 
     n = math.ceil(items / stats.batch_size)
     warm, cold = stats.warm_median_ms, stats.cold_init_ms + stats.cold_duration_ms
     price = (stats.memory_mb, stats.architecture)
-    options = [_parallel(stats, n, stats.concurrency, region)]
+    options = [_parallel(stats, n, stats.concurrency, region, log_bytes)]
     if fan_out and stats.concurrency == 1 and n > 1:
-        options.append(_parallel(stats, n, min(n, FAN_OUT_LIMIT), region))
+        options.append(_parallel(stats, n, min(n, FAN_OUT_LIMIT), region, log_bytes))
     mono_ms = cold + (n - 1) * warm
     invocations = max(1, math.ceil(mono_ms / LAMBDA_MAX_MS))
     mono_lambda = lambda_cost([billed_ms(mono_ms / invocations)] * invocations, *price, region=region).total
     mono_sfn = stepfunctions_cost(monolithic_transitions(invocations), region=region).total
     mono_sfn += run_s3_requests("monolithic", n, invocations=invocations, region=region).usd
+    mono_sfn += logs_cost(round(n * log_bytes), region)["usd"]
     mono = Option("monolithic", stats.memory_mb, stats.architecture, stats.batch_size, 1, n, mono_ms / 1000,
                   mono_lambda, mono_sfn, mono_lambda + mono_sfn)  # fmt: skip
     return options if stats.concurrency > 1 else [*options, mono]
 
 
-def all_options(stats: list[ConfigStats], items: int, region: str = "us-east-1") -> list[Option]:
+def all_options(
+    stats: list[ConfigStats], items: int, region: str = "us-east-1", log_bytes: float = 0.0
+) -> list[Option]:
     """Every projection; monolithic once per (memory, architecture, batch size)."""
     seen, out = set(), []
     for s in stats:
-        for opt in project(s, items, region):
+        for opt in project(s, items, region, log_bytes=log_bytes):
             key = (opt.mode, opt.memory_mb, opt.architecture, opt.batch_size, opt.concurrency)
             if key not in seen:
                 seen.add(key)
@@ -136,3 +143,13 @@ def recommend(
     t_max = max(o.time_s for o in pool) or 1.0
     c_max = max(o.cost_usd for o in pool) or 1.0
     return min(pool, key=lambda o: (weight * o.cost_usd / c_max + (1 - weight) * o.time_s / t_max, o.cost_usd))
+
+
+def log_bytes_per_batch(sweep_dir: Path, rows: list[dict[str, Any]]) -> float:
+    """Average bytes a measured invocation (one batch) wrote to its log in a local sweep (0 for an AWS one:
+    its logs are in CloudWatch). arm64 rows are priced copies of x86_64 ones and are not counted."""
+    logs = list((sweep_dir / "logs").glob("*.log"))
+    measured = [r for r in rows if r.get("architecture") == r.get("measured_architecture", r.get("architecture"))]
+    if not logs or not measured or any(r.get("target") == "aws" for r in rows):
+        return 0.0
+    return sum(p.stat().st_size for p in logs) / len(measured)

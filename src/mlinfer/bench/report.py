@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from mlinfer.bench.recommend import Option, all_options, pareto_front, recommend
+from mlinfer.bench.recommend import Option, all_options, log_bytes_per_batch, pareto_front, recommend
 from mlinfer.bench.stats import ConfigStats, read_rows, summarize
 
 
@@ -172,7 +172,7 @@ def build_report(
     rows = read_rows(sweep_dir / "invocations.csv")
     meta = json.loads((sweep_dir / "sweep.json").read_text()) if (sweep_dir / "sweep.json").exists() else {}
     stats = summarize(rows)
-    options = all_options(stats, items)
+    options = all_options(stats, items, log_bytes=log_bytes_per_batch(sweep_dir, rows))
     front = pareto_front(options)
     plots_dir = sweep_dir / "plots"
     plots_dir.mkdir(exist_ok=True)
