@@ -8,7 +8,7 @@ SAM_CLI_VERSION := 1.170.0
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install models demo test test-unit lint e2e base-image build build-local deploy invoke bench-transformers bench-resnet bench-cold clean
+.PHONY: help install models demo test test-unit lint e2e test-arm64 base-image build build-local deploy invoke bench-transformers bench-resnet bench-cold clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ test: install ## Lint, then every test (the container tests build images when Do
 
 e2e: install ## The whole workflow through the built images: sam local start-lambda, moto S3 and Step Functions
 	$(BIN)/python -m pytest -m e2e -s -p no:cacheprovider tests/integration/test_e2e.py
+
+test-arm64: install ## arm64 images under emulation (qemu): build and invoke the scikit-learn functions
+	MLINFER_ARM64=1 $(BIN)/python -m pytest -p no:cacheprovider -rs tests/integration/test_arm64.py
 
 test-unit: $(VENV)/.installed ## Unit tests only (no Docker)
 	$(BIN)/python -m pytest tests/unit
