@@ -27,7 +27,7 @@ FUNCTIONS = {"LogisticRegressionFunction": "logreg", "KMeansFunction": "kmeans"}
 
 def arm64_base() -> str:
     if os.environ.get("MLINFER_ARM64") != "1":
-        pytest.skip("opt-in: MLINFER_ARM64=1 or make test-arm64 (builds three images under emulation)")
+        pytest.skip("opt-in: MLINFER_ARM64=1 or make test-arm64 (builds the scikit-learn images under emulation)")
     proc = subprocess.run([str(ROOT / "tools" / "lambda-base-image"), "--arch", "arm64"],
                           capture_output=True, text=True, timeout=1800)  # fmt: skip
     if proc.returncode != 0:
