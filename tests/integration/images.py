@@ -7,6 +7,7 @@ builds one offline. Tests that need them are skipped, with the reason, elsewhere
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -128,3 +129,21 @@ def build_all(request: pytest.FixtureRequest) -> Path:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return build_dir / "template.yaml"
+
+
+def invoke_event(
+    function: str, model: str, template: Path, *extra: str, timeout: float = 600
+) -> tuple[dict, list[dict], str]:
+    """`sam local invoke` ``function`` with ``events/<model>.json``; check it answered every item, in order, as
+    ``model``; return the response, the event's items and the container log (stderr)."""
+    event = ROOT / "events" / f"{model}.json"
+    proc = subprocess.run(
+        [sam_cli(), "local", "invoke", function, "--event", str(event), "--template", str(template), *extra],
+        cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=timeout,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    response = json.loads(proc.stdout.strip().splitlines()[-1])
+    items = json.loads(event.read_text())["items"]
+    assert response["model"] == model and response["items"] == len(items)
+    assert [r["id"] for r in response["results"]] == [i["id"] for i in items]
+    return response, items, proc.stderr

@@ -4,34 +4,23 @@ its event.
 
 from __future__ import annotations
 
-import json
 import subprocess
 
 import pytest
 
 from mlinfer.models.registry import MODELS
 
-from .images import BUILD_ID, ENV, base_image
-from .test_template import ROOT, model_functions, sam_cli
+from .images import BUILD_ID, base_image, invoke_event
+from .test_template import ROOT, model_functions
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_function_answers_its_event(model, built_template):
-    function = model_functions()[model]
-    event = ROOT / "events" / f"{model}.json"
-    proc = subprocess.run(
-        [sam_cli(), "local", "invoke", function, "--event", str(event), "--template", str(built_template)],
-        cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    response = json.loads(proc.stdout.strip().splitlines()[-1])
-    items = json.loads(event.read_text())["items"]
-    assert response["model"] == model and response["items"] == len(items)
-    assert [r["id"] for r in response["results"]] == [i["id"] for i in items]
+    response, items, log = invoke_event(model_functions()[model], model, built_template)
     assert response["failed"] == sum(1 for i in items if str(i["id"]).startswith(("bad-", "failed-")))
-    assert "REPORT RequestId" in proc.stderr and '"ItemsProcessed"' in proc.stderr  # platform line and EMF
+    assert "REPORT RequestId" in log and '"ItemsProcessed"' in log  # platform line and EMF
 
 
 def test_real_builds_never_see_a_test_model(built_template):

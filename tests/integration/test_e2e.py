@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +130,6 @@ class LocalCloud:
     s3: Any
     sfn: Any
     machine: str = ""
-    timings: dict[str, float] = field(default_factory=dict)
 
     def put(self, key: str, lines: list[str]) -> str:
         self.s3.put_object(Bucket=BUCKET, Key=key, Body=("\n".join(lines) + "\n").encode())

@@ -46,11 +46,16 @@ def _session(path: Path) -> Any:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def run(path_or_session: Any, batches: Iterable[np.ndarray]) -> np.ndarray:
-    """Outputs of a graph for each batch, concatenated."""
-    sess = _session(path_or_session) if isinstance(path_or_session, Path) else path_or_session
+def outputs(graph: Path, batches: Iterable[np.ndarray]) -> list[np.ndarray]:
+    """The graph's output for each batch (what the next stage is calibrated on, or compared)."""
+    sess = _session(graph)
     name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: b})[0] for b in batches])
+    return [sess.run(None, {name: b})[0] for b in batches]
+
+
+def run(graph: Path, batches: Iterable[np.ndarray]) -> np.ndarray:
+    """The graph's outputs for all batches, concatenated."""
+    return np.concatenate(outputs(graph, batches))
 
 
 def quantize_graph(src: Path, dst: Path, calibration: list[np.ndarray]) -> None:
@@ -94,8 +99,7 @@ def quantize_model_dir(model_dir: Path, images: np.ndarray, batch: int = 4) -> d
     for k in range(5):
         graph = f"stage{k}.onnx"
         quantize_graph(model_dir / graph, model_dir / int8_name(graph), h)
-        sess = _session(model_dir / graph)
-        h = [sess.run(None, {sess.get_inputs()[0].name: b})[0] for b in h]
+        h = outputs(model_dir / graph, h)
     return {"format": "QDQ, int8 weights per channel, uint8 activations (MinMax)", "calibration_images": len(images),
             "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
 
@@ -116,8 +120,7 @@ def compare(model_dir: Path, images: np.ndarray, batch: int = 8, labels: np.ndar
     whole = run(model_dir / int8_name("model.onnx"), batches)
     h: list[np.ndarray] = batches
     for k in range(5):
-        sess = _session(model_dir / int8_name(f"stage{k}.onnx"))
-        h = [sess.run(None, {sess.get_inputs()[0].name: b})[0] for b in h]
+        h = outputs(model_dir / int8_name(f"stage{k}.onnx"), h)
     k, chained = min(5, want.shape[1]), np.concatenate(h)
     out: dict[str, Any] = {"whole": top_agreement(want, whole, k), "stages": top_agreement(want, chained, k),
                            "items": len(images)}  # fmt: skip

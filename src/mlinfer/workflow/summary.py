@@ -102,7 +102,7 @@ def failed_tries(layout: RunLayout, entry: dict[str, Any], meta: dict[str, Any] 
     """
     index = entry["index"]
     if meta is not None:
-        retries, tries = int(meta.get("attempt", 0)), int(meta.get("attempt", 0))
+        retries = tries = int(meta.get("attempt", 0))  # tries 0 .. attempt-1 failed
         final: dict[str, Any] = {}
     elif exists(layout.batch_error(index)):
         final = _read_json(layout.batch_error(index))
