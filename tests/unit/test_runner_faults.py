@@ -81,13 +81,16 @@ def test_a_batch_over_the_memory_limit_becomes_error_lines(texts_file, model_roo
     from mlinfer.cli import main
 
     out = tmp_path / "oom"
-    code = main(["run", "--model", "random_forest", "--input", str(texts_file), "--output", str(out),
-                 "--memory", "128", "--batch-size", "200", "--model-dir", str(model_root), "--quiet"])  # fmt: skip
+    path = tmp_path / "in.jsonl"  # one batch of 30,000 texts: over 128 MB whatever data trained the model
+    path.write_text("".join(json.dumps({**r, "id": f"{k}-{r['id']}"}) + "\n" for k in range(50)
+                            for r in lines(texts_file)))  # fmt: skip
+    code = main(["run", "--model", "random_forest", "--input", str(path), "--output", str(out),
+                 "--memory", "128", "--batch-size", "30000", "--model-dir", str(model_root), "--quiet"])  # fmt: skip
     rows = lines(out / "results.jsonl")
-    assert code == 1 and len(rows) == 600
+    assert code == 1 and len(rows) == 30_000
     assert {r["error"]["type"] for r in rows} == {"BatchFailed"}
     assert "Runtime.OutOfMemory" in rows[0]["error"]["message"]
-    assert [r["id"] for r in rows] == [r["id"] for r in lines(texts_file)]  # ids read back from the input
+    assert [r["id"] for r in rows] == [r["id"] for r in lines(path)]  # ids read back from the input
     assert "FAILED" in capsys.readouterr().out
 
 
