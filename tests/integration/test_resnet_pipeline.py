@@ -51,12 +51,15 @@ def pipeline(resnet_root, monkeypatch):
         yield PipelineStack(seam)
 
 
-def image_items(stack_s3, image_paths: list[Path]) -> list[dict]:
-    """Photos by S3 key (state payloads stay far under 256 KB), plus one small thumbnail inline (base64)."""
+def image_items(stack_s3, image_paths: list[Path], n: int) -> list[dict]:
+    """``n`` photos by S3 key (state payloads stay far under 256 KB), plus one small thumbnail inline (base64).
+    Where ../shared is absent the three shipped photos repeat, each copy under a key and id of its own."""
     items = []
-    for path in image_paths:
-        stack_s3.put_object(Bucket=BUCKET, Key=f"images/{path.name}", Body=path.read_bytes())
-        items.append({"id": path.stem, "uri": f"s3://{BUCKET}/images/{path.name}"})
+    for k in range(n):
+        path = image_paths[k % len(image_paths)]
+        name = path.name if k < len(image_paths) else f"{k}-{path.name}"
+        stack_s3.put_object(Bucket=BUCKET, Key=f"images/{name}", Body=path.read_bytes())
+        items.append({"id": Path(name).stem, "uri": f"s3://{BUCKET}/images/{name}"})
     thumb = sorted((ROOT / "events" / "images").glob("*.jpg"))[0]
     return [*items, {"id": f"inline-{thumb.stem}", "image": base64.b64encode(thumb.read_bytes()).decode()}]
 
@@ -67,7 +70,7 @@ def whole_model(items: list[dict]) -> dict:
 
 
 def test_pipeline_runs_five_stages_and_equals_the_whole_model(pipeline, image_paths):
-    photos = image_items(pipeline.s3, image_paths[:8])
+    photos = image_items(pipeline.s3, image_paths, 8)
     bad = [{"id": "bad-base64", "image": "%%%"}, {"id": "bad-key", "uri": f"s3://{BUCKET}/images/none.jpg"}]
     batches = [{"items": photos[0:4]}, {"items": photos[4:8] + bad[:1]}, {"items": photos[8:] + bad[1:]}]
     desc = pipeline.run({"batches": batches, "options": {"activations": PREFIX}, "maxConcurrency": 2})
@@ -98,7 +101,7 @@ def test_pipeline_runs_five_stages_and_equals_the_whole_model(pipeline, image_pa
 
 def test_a_throttled_stage_is_retried(pipeline, image_paths):
     pipeline.seam.faults.append(Fault(lambda fn, ev: fn.endswith("stage2"), "throttle", times=1))
-    batches = [{"items": image_items(pipeline.s3, image_paths[:1])}]
+    batches = [{"items": image_items(pipeline.s3, image_paths, 1)}]
     desc = pipeline.run({"batches": batches, "options": {"activations": PREFIX}, "maxConcurrency": 1})
     assert desc["status"] == "SUCCEEDED"
     assert [c[2] for c in pipeline.seam.calls if c[0].endswith("stage2")] == ["throttle", "ok"]
@@ -127,7 +130,7 @@ def test_data_parallel_fan_out_through_the_batch_workflow(resnet_root, image_pat
     seam.install(monkeypatch)
     with mock_aws(config=MOTO_CONFIG):
         stack = Stack(seam, models=("resnet50",))
-        items = [*image_items(stack.s3, image_paths[:9]), {"id": "bad-image", "image": "AAAA"}]
+        items = [*image_items(stack.s3, image_paths, 9), {"id": "bad-image", "image": "AAAA"}]
         uri = stack.put_input("in/images.jsonl", [json.dumps(i) for i in items])
         request = {"model": "resnet50", "input": uri, "output": f"s3://{BUCKET}/out/img/", "batchSize": 3}
         desc = stack.run({**request, "maxConcurrency": 4})
