@@ -81,8 +81,11 @@ def test_configuration_that_cannot_load_is_skipped(items_file, model_root, tmp_p
     _, memory = Sandbox.probe(128)
     if not memory:
         pytest.skip("memory limits cannot be enforced on this machine (no writable cgroup memory controller)")
-    cfg = SweepConfig(model="random_forest", input=items_file, output=tmp_path / "s", memory_mb=[128], cold=1, warm=1,
-                      timeout_s=30, model_dir=model_root, progress=False)  # fmt: skip
+    big = tmp_path / "big.jsonl"  # batches of 30,000 texts: over 128 MB whatever data trained the model
+    rows = [json.loads(x) for x in items_file.read_text().splitlines()]
+    big.write_text("".join(json.dumps({**r, "id": f"{k}-{r['id']}"}) + "\n" for k in range(100) for r in rows))
+    cfg = SweepConfig(model="random_forest", input=big, output=tmp_path / "s", memory_mb=[128], batch_sizes=[30_000],
+                      cold=1, warm=1, timeout_s=30, model_dir=model_root, progress=False)  # fmt: skip
     rows = read(run_sweep(cfg))
     assert {r["status"] for r in rows} == {"skipped"}
     assert rows[0]["reason"].split(":")[0] in {"oom", "timeout"}, rows[0]["reason"]
