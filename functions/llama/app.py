@@ -1,4 +1,4 @@
-"""TinyLlama text generation (1.1B chat, v0). MODEL_NAME picks the model; LLAMA_QUANTIZE=int8 is optional."""
+"""TinyLlama text generation (1.1B chat, v0) with ONNX Runtime GenAI. MODEL_NAME picks the model."""
 
 from mlinfer.runtime.handler import create_handler
 

@@ -245,16 +245,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.quantize != "none":  # int8 graphs beside fp32, kept only if the accuracy guard passes
             argv += ["--int8-calibration", str(args.calibration)]
         return resnet_export.main(argv)
-    if spec.family == "llama":  # the artifact is the model folder itself, as from_pretrained reads it
-        if not args.source:
-            raise ValueError("give --source: a Hugging Face id or a local model folder")
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    if spec.family == "llama":  # onnxruntime-genai's builder: int4 (fp32 where the guard rejects it)
+        from mlinfer.build.llama_export import main as llama_export
 
         out = args.out or Path("artifacts") / args.model
-        AutoTokenizer.from_pretrained(args.source).save_pretrained(out)
-        AutoModelForCausalLM.from_pretrained(args.source).save_pretrained(out)
-        print(json.dumps({"source": args.source, "out": str(out)}, indent=2))
-        return 0
+        argv = ["--model", args.source or spec.options["model_id"], "--out", str(out), "--precision", args.precision]
+        if args.guard_data:
+            argv += ["--guard-data", str(args.guard_data)]
+        return llama_export(argv + (["--no-guard"] if args.no_guard else []))
     if not spec.adapter.endswith("BertAdapter"):
         raise ValueError(f"mlinfer export handles the BERT, TinyLlama and ResNet families; {args.model} is trained")
     from mlinfer.build.bert_export import export
@@ -350,12 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
     rec.set_defaults(func=cmd_recommend)
 
-    exp = sub.add_parser("export", help="export a BERT or ResNet model to ONNX (artifacts/<model>, for image builds)")
+    exp = sub.add_parser(
+        "export", help="export a BERT, TinyLlama or ResNet model to ONNX (artifacts/<model>, for image builds)"
+    )
     exp.add_argument("--model", required=True, choices=sorted(MODELS))
     exp.add_argument("--source", help="Hugging Face id or local folder (default: the registry's model id)")
     exp.add_argument("--out", type=Path, help="default: artifacts/<model>")
     exp.add_argument("--guard-data", type=Path, help="JSONL(.gz) with 'text' for the accuracy guard")
     exp.add_argument("--quantize", choices=["auto", "int8", "none"], default="auto")
+    exp.add_argument("--precision", choices=["int4", "fp32"], default="int4", help="TinyLlama: weights to try first")
+    exp.add_argument("--no-guard", action="store_true", help="TinyLlama: skip the accuracy guard (random weights only)")
     exp.add_argument("--random", action="store_true", help="ResNet: a full-size ResNet-50 with random weights")
     exp.add_argument("--calibration", type=Path, default=Path("events/images"),
                      help="ResNet: photos to calibrate int8 activations on (default: %(default)s)")  # fmt: skip

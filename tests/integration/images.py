@@ -42,13 +42,15 @@ def base_image() -> str:
 
 def offline_artifacts() -> None:
     """The Hub is out of reach here: give each BERT-family image a small model, trained on real reviews and
-    exported through the real code, each TinyLlama image a tiny Llama, and the ResNet image a full-size
-    ResNet-50 with random weights split by the real code, in .test-artifacts/<model> (the Dockerfiles'
-    offline path, with ARTIFACTS=.test-artifacts), each marked TEST_MODEL so that a real build refuses it;
-    torch's CPU wheel goes to .test-artifacts/wheels."""
+    exported through the real code, the TinyLlama images small random Llamas (the chat one converted here by
+    the real builder code, v0 a Hugging Face folder that its image's build stage converts), and the ResNet
+    image a full-size ResNet-50 with random weights split by the real code, in .test-artifacts/<model> (the
+    Dockerfiles' offline path, with ARTIFACTS=.test-artifacts), each marked TEST_MODEL so that a real build
+    refuses it; torch's CPU wheel (for that build stage) goes to .test-artifacts/wheels."""
     from mlinfer.build.bert_export import export
     from mlinfer.build.bert_train import train
-    from mlinfer.build.llama_build import build
+    from mlinfer.build.llama_build import TINY, TINYLLAMA_V0, build
+    from mlinfer.build.llama_export import export as export_llama
     from mlinfer.data.sample import make_reviews
 
     from ..conftest import SHARED_DATA, read_jsonl
@@ -61,8 +63,11 @@ def offline_artifacts() -> None:
             source = TEST_ARTIFACTS / f".{name}-source"
             train(rows, source, steps=30, dim=32, layers=2, heads=2, max_length=128)
             export(str(source), target, [r["text"] for r in rows[:100]])
-        if spec.adapter.endswith("LlamaAdapter") and not (target / "config.json").exists():
-            build(target, [r["text"] for r in rows], chat=name.endswith("chat"))
+        if name == "tinyllama_chat" and not (target / "genai_config.json").exists():
+            build(TEST_ARTIFACTS / ".tinyllama_chat-source", [r["text"] for r in rows], dims=TINY)
+            export_llama(str(TEST_ARTIFACTS / ".tinyllama_chat-source"), target, check=False)  # random: no guard
+        if name == "tinyllama_v0" and not (target / "config.json").exists():  # head size 4, as TinyLLama-v0's
+            build(target, [r["text"] for r in rows], dims={**TINYLLAMA_V0, "max_position_embeddings": 512}, chat=False)
     resnet = TEST_ARTIFACTS / "resnet50"
     if not (resnet / "stage4.onnx").exists():  # full size (the events carry ResNet-50's channel counts)
         from mlinfer.build.resnet_export import build_random

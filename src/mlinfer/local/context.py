@@ -6,6 +6,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from mlinfer.runtime.threads import peak_rss_mb  # noqa: F401  (the local runner's import path)
+
 
 @dataclass
 class LocalContext:
@@ -26,21 +28,3 @@ class LocalContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (MB): ``VmHWM``, which starts afresh at exec.
-
-    ``getrusage(...).ru_maxrss`` is not used: Linux carries it across fork and exec, so a worker
-    started by a large parent would report the parent's peak.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

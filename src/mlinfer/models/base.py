@@ -36,3 +36,8 @@ class ModelAdapter(ABC):
 
         ``options`` are the event's ``options`` (e.g. ``max_new_tokens`` for generation).
         """
+
+    def drain_metrics(self) -> list[tuple[str, str, float]]:
+        """The family's own metrics for the batches predicted since the last call, as ``(name, unit, value)``
+        with a CloudWatch unit name (e.g. tokens per second for generation); none by default."""
+        return []

@@ -37,7 +37,7 @@ from mlinfer.runtime.storage import (
     write_bytes,
     write_lines,
 )
-from mlinfer.runtime.threads import configure_threads
+from mlinfer.runtime.threads import configure_threads, peak_rss_mb
 
 _IMPORTED_AT = time.perf_counter()
 
@@ -275,6 +275,10 @@ class InferenceRuntime:
             if response.cold_start:
                 metrics.add_metric(name=m.MODEL_LOAD_TIME, unit=MetricUnit.Milliseconds, value=t["model_load"])
                 metrics.add_metric(name=m.IMPORT_TIME, unit=MetricUnit.Milliseconds, value=t["import"])
+                metrics.add_metric(name=m.INIT_TIME, unit=MetricUnit.Milliseconds, value=t["import"] + t["model_load"])
+        for name, unit, value in self.adapter.drain_metrics():
+            metrics.add_metric(name=name, unit=MetricUnit(unit), value=value)
+        metrics.add_metric(name=m.PEAK_MEMORY, unit=MetricUnit.Megabytes, value=round(peak_rss_mb(), 1))
         metrics.add_metadata(key="request_id", value=getattr(context, "aws_request_id", "") or "")
         metrics.add_metadata(key="batches", value=[r.batch for r in responses])
         metrics.add_metadata(key="threads", value=self.threads)

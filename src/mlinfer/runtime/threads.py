@@ -1,4 +1,4 @@
-"""CPU share of a Lambda function and the thread count that follows from it.
+"""CPU share of a Lambda function, the thread count that follows from it, and the process's peak memory.
 
 Lambda allocates CPU in proportion to memory: one vCPU's worth at 1,769 MB, up to 6 vCPUs at 10,240 MB.
 The cores the OS shows are not the share the function gets, so thread pools follow memory, not ``nproc``.
@@ -53,3 +53,21 @@ def configure_threads(memory_mb: int | None = None) -> int:
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
     return n
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (MB): ``VmHWM``, which starts afresh at exec.
+
+    ``getrusage(...).ru_maxrss`` is not used: Linux carries it across fork and exec, so a worker
+    started by a large parent would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
