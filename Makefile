@@ -84,7 +84,7 @@ invoke: ## sam local invoke FUNCTION=KMeansFunction EVENT=events/kmeans.json (th
 
 bench-transformers: $(VENV)/.installed ## DistilBERT (IMDb) and TinyLlama-1.1B speed benchmarks (see docs/performance.md)
 	$(BIN)/python benchmarks/bert_bench.py --n 500
-	$(BIN)/python benchmarks/llama_bench.py --prompts 4 --threads 1,2
+	$(BIN)/python benchmarks/llama_bench.py --prompts 12 --threads 1,2
 
 bench-cold: $(VENV)/.installed ## INIT of every family in the sandbox against its budget (see docs/performance.md)
 	$(BIN)/python benchmarks/cold_start.py

@@ -1,21 +1,22 @@
 """TinyLlama-1.1B generation: the shipped ONNX Runtime GenAI int4 path against PyTorch baselines, side by side.
 
-    .venv/bin/python benchmarks/llama_bench.py --prompts 4 --threads 1,2
+    .venv/bin/python benchmarks/llama_bench.py --prompts 12 --threads 1,2
 
 TinyLlama-1.1B dimensions (22 layers, 2,048 wide, 32,000-token vocabulary) with random weights: speed does
 not depend on weight values. Real ARC-Challenge prompts in the chat template, greedy decoding with a KV
 cache. Rows: ``transformers`` fp32 ``generate`` (the baseline), the same with dynamically quantised int8
-Linear layers (the previous path), and the function's adapter on the GenAI int4 conversion, one prompt
-per generator call and four (shipped); plus llama.cpp Q4_0 through ``llama-cpp-python`` where it is
-installed with a GGUF file (``--gguf``). Each path and thread count runs in its own process (load time,
-peak RSS). Decoding one token reads every weight once (one row of the embedding table), so tokens/s is
-bounded by read bandwidth / those bytes; the bandwidth is measured by summing a 1 GiB array.
+Linear layers (the previous path), the function's adapter on the GenAI int4 conversion with one prompt
+per generator call and with up to four (shipped; prompts of similar length share a call), and llama.cpp
+Q4_0 through ``llama-cpp-python`` where it is installed and a GGUF is given (``--gguf``; see
+llama_gguf.py). Each path and thread count runs in its own process (load time, peak RSS). Decoding one
+token reads every weight once (one row of the embedding table), so tokens/s is bounded by read bandwidth
+/ those bytes; the bandwidth is measured by summing a 1 GiB array. For batched generation, tokens/s counts
+every stream decoding together (they share each read of the weights).
 
 Cost: USD per 1,000 prompts with 8 and with 32 new tokens, on x86_64 at the memory the path needs (peak
 RSS + 25 %, rounded up to 64 MB), with Lambda's CPU share at that memory (1 vCPU per 1,769 MB: below
 that, the one-thread time stretches; from 2 vCPUs on, the two-thread time applies), one invocation per
-100 prompts.
-"""
+100 prompts."""
 
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ PATHS = {
     "genai-int4": "GenAI int4, 4 prompts per call (shipped)",
     "llamacpp-q4_0": "llama.cpp Q4_0 (llama-cpp-python)",
 }
+
+
+CHAT = "<|user|>\n{}</s>\n<|assistant|>\n"  # llama_build.CHAT_TEMPLATE for one user message
 
 
 def prompts(n: int) -> list[str]:
@@ -73,11 +77,11 @@ def _genai(folder: Path, batch: int, texts: list[str], threads: int) -> dict:
     for new in (8, 32):
         t0 = time.perf_counter()
         outs = model.predict([model.validate({"prompt": t, "max_new_tokens": new}) for t in texts])
-        walls[new] = time.perf_counter() - t0
+        walls[str(new)] = time.perf_counter() - t0
     config = json.loads((folder / "genai_config.json").read_text())["model"]
     embedding = config["vocab_size"] * config["decoder"]["hidden_size"] * 4  # fp32 table, one row read per token
     weight_bytes = sum(p.stat().st_size for p in folder.glob("model.onnx*")) - embedding
-    return {"load_s": load_s, "walls": walls, "outs": outs, "weight_bytes": weight_bytes}
+    return {"load_s": load_s, "walls": walls, "outs": outs, "weight_bytes": weight_bytes, "streams": batch}
 
 
 def _torch(folder: Path, quantize: str, texts: list[str], threads: int) -> dict:
@@ -91,7 +95,7 @@ def _torch(folder: Path, quantize: str, texts: list[str], threads: int) -> dict:
     for new in (8, 32):
         t0 = time.perf_counter()
         outs = [model.generate(t, new) for t in texts]
-        walls[new] = time.perf_counter() - t0
+        walls[str(new)] = time.perf_counter() - t0
     return {"load_s": load_s, "walls": walls, "outs": outs, "weight_bytes": model.weight_bytes()}
 
 
@@ -103,7 +107,7 @@ def _llamacpp(gguf: Path, texts: list[str], threads: int) -> dict:
     load_s = time.perf_counter() - t0
 
     def one(text: str, new: int) -> dict:
-        ids = model.tokenize(text.encode())
+        ids = model.tokenize(CHAT.format(text).encode())  # the chat template the other rows apply
         model.reset()
         t0 = time.perf_counter()
         first, n = None, 0
@@ -121,7 +125,7 @@ def _llamacpp(gguf: Path, texts: list[str], threads: int) -> dict:
     for new in (8, 32):
         t0 = time.perf_counter()
         outs = [one(t, new) for t in texts]
-        walls[new] = time.perf_counter() - t0
+        walls[str(new)] = time.perf_counter() - t0
     return {"load_s": load_s, "walls": walls, "outs": outs, "weight_bytes": gguf.stat().st_size}
 
 
@@ -134,9 +138,10 @@ def run_one(path: str, folder: Path, texts: list[str], threads: int) -> dict:
         r = _llamacpp(folder, texts, threads)
     else:
         r = _genai(folder, 1 if path.endswith("b1") else 4, texts, threads)
-    outs = r.pop("outs")
-    return {**r, "path": path, "threads": threads, "peak_rss_mb": peak_rss_mb(),
-            "tokens_per_s": statistics.median(o["tokens_per_s"] for o in outs if o["tokens_per_s"]),
+    outs, streams = r.pop("outs"), min(r.pop("streams", 1), len(texts))
+    # Decoding tokens/s: one prompt's stream, times the streams that decode together (batched generation).
+    return {**r, "path": path, "threads": threads, "peak_rss_mb": peak_rss_mb(), "streams": streams,
+            "tokens_per_s": streams * statistics.median(o["tokens_per_s"] for o in outs if o["tokens_per_s"]),
             "ttft_ms": statistics.median(o["ttft_ms"] for o in outs),
             "prompt_tokens": statistics.median(o["prompt_tokens"] for o in outs),
             "new_tokens": statistics.median(o["tokens"] for o in outs)}  # fmt: skip
@@ -157,16 +162,16 @@ def usd_per_1000(rows: dict[int, dict], new: int, prompts_run: int) -> tuple[flo
     memory = memory_needed(max(r["peak_rss_mb"] for r in rows.values()))
     vcpus = memory / MB_PER_VCPU
     if vcpus >= 2 and 2 in rows:
-        seconds = rows[2]["walls"][new] / prompts_run
+        seconds = rows[2]["walls"][str(new)] / prompts_run
     else:
-        seconds = rows[1]["walls"][new] / prompts_run / min(1.0, vcpus)
+        seconds = rows[1]["walls"][str(new)] / prompts_run / min(1.0, vcpus)
     # One invocation per 100 prompts (the workflow's default batch size).
     return 1000 * seconds * memory / 1024 * prices.gb_second("x86_64") + 10 * prices.lambda_request, memory
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--prompts", type=int, default=12)
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated: " + ", ".join(PATHS))
     parser.add_argument("--gguf", type=Path, help="a Q4_0 GGUF of the same model, for the llama.cpp row")
@@ -231,15 +236,17 @@ def main() -> None:
             print(f"{PATHS[path]:42} {t:3d} {r['tokens_per_s']:6.2f} {ratio:6.2f} {r['ttft_ms']:7.0f} "
                   f"{r['load_s']:6.1f} {r['peak_rss_mb']:6.0f} {gb:6.2f} {bound:6.0f}%")  # fmt: skip
     if 1 in threads:
-        print(f"\nProjected USD per 1,000 prompts (x86_64, at the memory each path needs):\n{'path':42} "
-              f"{'memory':>7} {'+8 tokens':>10} {'+32 tokens':>10}")  # fmt: skip
+        print("\nSeconds per prompt (1 thread) and projected USD per 1,000 prompts (x86_64, at the memory each "
+              "path needs):")  # fmt: skip
+        print(f"{'path':42} {'s, +8':>6} {'s, +32':>6} {'memory':>8} {'USD, +8':>8} {'USD, +32':>8}")
         for path, by_threads in results.items():
             if 1 not in by_threads:
                 continue
             c8, memory = usd_per_1000(by_threads, 8, args.prompts)
             c32, _ = usd_per_1000(by_threads, 32, args.prompts)
             by_threads[1].update(memory_mb=memory, usd_per_1000={"8": c8, "32": c32})
-            print(f"{PATHS[path]:42} {memory:5d} MB {c8:10.4f} {c32:10.4f}")
+            s8, s32 = (by_threads[1]["walls"][n] / args.prompts for n in ("8", "32"))
+            print(f"{PATHS[path]:42} {s8:6.2f} {s32:6.2f} {memory:5d} MB {c8:8.4f} {c32:8.4f}")
     if args.json:
         args.json.write_text(json.dumps({"bandwidth_gb_s": bw, "results": results}, indent=2, default=str))
 

@@ -106,18 +106,22 @@ def test_generation_is_greedy_bounded_and_well_formed(name, llama_root, texts):
 
 
 def test_batched_generation_answers_as_one_prompt_at_a_time_does(llama_root, texts, monkeypatch):
-    """Prompts of different lengths share a generator call (right-padded); each answer must be unchanged.
+    """Prompts of similar length share a generator call (right-padded); each answer must be unchanged, and a
+    much shorter prompt gets a call of its own (padding it would cost more prompt processing than it saves).
     (On the chat model: batched and single calls differ by float rounding, ~1e-7, and v0's random weights
     leave near-ties that such rounding flips.)"""
     name = "tinyllama_chat"
-    items = [{"prompt": t[:n]} for t, n in zip(texts[5:10], (20, 150, 60, 200, 5), strict=True)]
-    answers = {}
+    items = [{"prompt": t[:n]} for t, n in zip(texts[5:10], (120, 20, 126, 123, 130), strict=True)]
+    answers, calls = {}, {}
     for size in ("1", "4"):
         monkeypatch.setenv("LLAMA_BATCH_SIZE", size)
         model = load_model(name, llama_root)
+        generate, calls[size] = model._generate, []
+        model._generate = lambda rows, g=generate, c=calls[size]: c.append(len(rows)) or g(rows)
         answers[size] = [(r["text"], r["tokens"]) for r in model.predict([model.validate(i) for i in items],
                                                                          {"max_new_tokens": 10})]  # fmt: skip
     assert answers["1"] == answers["4"]
+    assert calls["1"] == [1] * 5 and sorted(calls["4"]) != [1] * 5 and 1 in calls["4"]
 
 
 def test_the_chat_template_wraps_the_prompt(llama_root):

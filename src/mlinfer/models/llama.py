@@ -34,6 +34,7 @@ OPTION_KEYS = ("max_new_tokens", "temperature", "top_p", "seed", "stop")
 # Prompts per generator call: decoding reads every weight once per step whatever the batch, so four prompts
 # decode about 2.5x faster per token than one on one vCPU (benchmarks/llama_bench.py); LLAMA_BATCH_SIZE.
 BATCH_SIZE = 4
+MAX_PADDING = 0.15  # padded prompt tokens per call, as a share of its real ones
 
 
 @dataclass(frozen=True)
@@ -240,11 +241,14 @@ class LlamaAdapter(ModelAdapter):
         return _Row(pos, list(ids), max_new, settings.get("stop", []), settings)
 
     def _chunks(self, rows: list[_Row]) -> list[list[_Row]]:
-        """Up to ``batch_size`` prompts per generator call, each call within the context once padded."""
+        """Up to ``batch_size`` prompts per generator call (``rows`` shortest first), each call within the
+        context once padded and padding at most :data:`MAX_PADDING` of its prompt tokens: a padded token
+        costs as much prompt processing as a real one, which a short prompt batched with a long one loses."""
         chunks: list[list[_Row]] = []
         for row in rows:
-            last = chunks[-1] if chunks else None
-            if (last and len(last) < self.batch_size
+            last = chunks[-1] if chunks else []
+            n, real = len(last) + 1, sum(len(r.ids) for r in last) + len(row.ids)
+            if (last and len(last) < self.batch_size and n * len(row.ids) <= (1 + MAX_PADDING) * real
                     and len(row.ids) + max(r.max_new for r in [*last, row]) <= self.context_length):  # fmt: skip
                 last.append(row)
             else:
