@@ -165,7 +165,7 @@ def test_the_dashboard_is_valid_json_over_the_metrics_the_functions_emit():
     assert set(variables) == {"Price"}
     text = re.sub(r"\$\{([\w:]+)\}", lambda x: values[x.group(1)], body)
     widgets = json.loads(text)["widgets"]
-    assert len(widgets) == 5
+    assert len(widgets) == 7
     emitted = {v for k, v in vars(m).items() if k.isupper() and isinstance(v, str)} | {"ColdStart", "Duration"}
     expressions = [line[0]["expression"] for w in widgets for line in w["properties"]["metrics"]]
     searched = {name for e in expressions for name in re.findall(r'MetricName="(\w+)"', e)}

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from mlinfer.models.base import ModelAdapter
+from mlinfer.runtime import metrics as m
 from mlinfer.runtime.errors import ModelLoadError
 from mlinfer.runtime.items import ItemInputError, validate_text
 from mlinfer.runtime.threads import thread_count
@@ -291,21 +292,21 @@ class LlamaAdapter(ModelAdapter):
         for r in rows:
             r.finished = r.finished or end
             r.first = r.first or r.finished
-            self._count(len(r.ids), len(r.new), r.first - r.started, r.finished - r.first)
-        return rows
-
-    def _count(self, prompt_tokens: int, new_tokens: int, ttft_s: float, decode_s: float) -> None:
-        for key, value in (("prompts", 1), ("prompt_tokens", prompt_tokens), ("new_tokens", new_tokens),
-                           ("ttft_s", ttft_s), ("decode_s", decode_s),
-                           ("decoded", max(0, new_tokens - 1))):  # fmt: skip
+        # Decoding of the call as a whole: its rows decode together, each step one read of the weights.
+        span = max(r.finished for r in rows) - min(r.first for r in rows)
+        for key, value in (("prompts", len(rows)), ("prompt_tokens", sum(len(r.ids) for r in rows)),
+                           ("new_tokens", sum(len(r.new) for r in rows)),
+                           ("ttft_s", sum(r.first - r.started for r in rows)), ("decode_s", span),
+                           ("decoded", sum(max(0, len(r.new) - 1) for r in rows))):  # fmt: skip
             self._stats[key] = self._stats.get(key, 0) + value
+        return rows
 
     def drain_metrics(self) -> list[tuple[str, str, float]]:
         s, self._stats = self._stats, {}
         if not s.get("prompts"):
             return []
-        metrics = [("TokensGenerated", "Count", s["new_tokens"]), ("PromptTokens", "Count", s["prompt_tokens"]),
-                   ("TimeToFirstToken", "Milliseconds", 1000 * s["ttft_s"] / s["prompts"])]  # fmt: skip
+        metrics = [(m.TOKENS_GENERATED, "Count", s["new_tokens"]), (m.PROMPT_TOKENS, "Count", s["prompt_tokens"]),
+                   (m.TIME_TO_FIRST_TOKEN, "Milliseconds", 1000 * s["ttft_s"] / s["prompts"])]  # fmt: skip
         if s["decode_s"] > 0 and s["decoded"]:
-            metrics.append(("TokensPerSecond", "Count/Second", s["decoded"] / s["decode_s"]))
+            metrics.append((m.TOKENS_PER_SECOND, "Count/Second", s["decoded"] / s["decode_s"]))
         return metrics
