@@ -65,7 +65,7 @@ def train(
     import torch
 
     model, tok = _model(texts, dims, chat, seed)
-    ids = [i for t in texts for i in (tok(t).input_ids + [tok.eos_token_id])]
+    ids = [i for t in texts for i in [*tok(t).input_ids, tok.eos_token_id]]
     data = torch.tensor(ids[: len(ids) // seq_len * seq_len]).view(-1, seq_len)
     if len(data) < batch:
         raise ValueError(f"{len(ids)} tokens of text make fewer than {batch} sequences of {seq_len}")
