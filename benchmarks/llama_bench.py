@@ -65,6 +65,16 @@ def bandwidth_gb_s(threads: int) -> float:
 
 
 # -- one path, in a child process ------------------------------------------------------------------
+def _timed(answer_all) -> tuple[dict[str, float], list[dict]]:
+    """Wall seconds for all prompts with 8 and with 32 new tokens, and the 32-token answers."""
+    walls, outs = {}, []
+    for new in (8, 32):
+        t0 = time.perf_counter()
+        outs = answer_all(new)
+        walls[str(new)] = time.perf_counter() - t0
+    return walls, outs
+
+
 def _genai(folder: Path, batch: int, texts: list[str], threads: int) -> dict:
     os.environ["MLINFER_THREADS"], os.environ["LLAMA_BATCH_SIZE"] = str(threads), str(batch)
     from mlinfer.models.llama import LlamaAdapter
@@ -73,11 +83,9 @@ def _genai(folder: Path, batch: int, texts: list[str], threads: int) -> dict:
     model = LlamaAdapter.load(folder, "bench")
     load_s = time.perf_counter() - t0
     model.generate(texts[0], {"max_new_tokens": 2})  # warm-up
-    walls, outs = {}, []
-    for new in (8, 32):
-        t0 = time.perf_counter()
-        outs = model.predict([model.validate({"prompt": t, "max_new_tokens": new}) for t in texts])
-        walls[str(new)] = time.perf_counter() - t0
+    walls, outs = _timed(
+        lambda new: model.predict([model.validate({"prompt": t, "max_new_tokens": new}) for t in texts])
+    )
     config = json.loads((folder / "genai_config.json").read_text())["model"]
     embedding = config["vocab_size"] * config["decoder"]["hidden_size"] * 4  # fp32 table, one row read per token
     weight_bytes = sum(p.stat().st_size for p in folder.glob("model.onnx*")) - embedding
@@ -91,11 +99,7 @@ def _torch(folder: Path, quantize: str, texts: list[str], threads: int) -> dict:
     model = TorchLlama(folder, quantize, threads)
     load_s = time.perf_counter() - t0
     model.generate(texts[0], 2)
-    walls, outs = {}, []
-    for new in (8, 32):
-        t0 = time.perf_counter()
-        outs = [model.generate(t, new) for t in texts]
-        walls[str(new)] = time.perf_counter() - t0
+    walls, outs = _timed(lambda new: [model.generate(t, new) for t in texts])
     return {"load_s": load_s, "walls": walls, "outs": outs, "weight_bytes": model.weight_bytes()}
 
 
@@ -121,11 +125,7 @@ def _llamacpp(gguf: Path, texts: list[str], threads: int) -> dict:
                 "tokens_per_s": (n - 1) / (end - first) if n > 1 else None}  # fmt: skip
 
     one(texts[0], 2)
-    walls, outs = {}, []
-    for new in (8, 32):
-        t0 = time.perf_counter()
-        outs = [one(t, new) for t in texts]
-        walls[str(new)] = time.perf_counter() - t0
+    walls, outs = _timed(lambda new: [one(t, new) for t in texts])
     return {"load_s": load_s, "walls": walls, "outs": outs, "weight_bytes": gguf.stat().st_size}
 
 

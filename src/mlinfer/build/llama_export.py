@@ -151,15 +151,21 @@ def compare(reference: list[np.ndarray], candidate: list[np.ndarray], sequences:
 
 def guard(
     source: Path, folder: Path, texts: list[str], min_agreement: float = MIN_AGREEMENT,
-    max_ppl_ratio: float = MAX_PPL_RATIO, reference: list[np.ndarray] | None = None,
+    max_ppl_ratio: float = MAX_PPL_RATIO,
 ) -> dict[str, Any]:  # fmt: skip
     """Judge the converted model in ``folder`` against the PyTorch model in ``source`` on ``texts``."""
     from transformers import AutoTokenizer
 
     sequences = _token_ids(AutoTokenizer.from_pretrained(source), texts)
+    return _judge(folder, sequences, reference_logits(source, sequences), min_agreement, max_ppl_ratio)
+
+
+def _judge(
+    folder: Path, sequences: list[list[int]], reference: list[np.ndarray], min_agreement: float, max_ppl_ratio: float
+) -> dict[str, Any]:
+    """The guard's verdict on ``folder`` for token ``sequences`` whose fp32 logits are ``reference``."""
     if not sequences:
         raise ValueError("the guard needs texts of at least two tokens")
-    reference = reference if reference is not None else reference_logits(source, sequences)
     result = compare(reference, genai_logits(folder, sequences), sequences)
     result["passed"] = result["agreement"] >= min_agreement and result["perplexity_ratio"] <= max_ppl_ratio
     result.update(min_agreement=min_agreement, max_ppl_ratio=max_ppl_ratio, texts=len(sequences))
@@ -197,7 +203,8 @@ def export(
         if not check:
             tried[candidate] = {"passed": None, "convert_s": seconds}
             break
-        tried[candidate] = {**guard(folder, out, texts, min_agreement, max_ppl_ratio, reference), "convert_s": seconds}
+        # the reference logits and token ids are computed once, for every candidate
+        tried[candidate] = {**_judge(out, sequences, reference, min_agreement, max_ppl_ratio), "convert_s": seconds}
         if tried[candidate]["passed"]:
             break
     shipped = next(reversed(tried))

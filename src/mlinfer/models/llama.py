@@ -171,10 +171,10 @@ class LlamaAdapter(ModelAdapter):
         template = path / "chat_template.jinja"
         if template.exists():
             meta["chat_template"] = template.read_text()
-        else:  # older tokenizer folders keep the template in tokenizer_config.json
-            tok_config = path / "tokenizer_config.json"
-            if tok_config.exists() and json.loads(tok_config.read_text()).get("chat_template"):
-                meta["chat_template"] = json.loads(tok_config.read_text())["chat_template"]
+        elif (path / "tokenizer_config.json").exists():  # older folders keep it in tokenizer_config.json
+            template_text = json.loads((path / "tokenizer_config.json").read_text()).get("chat_template")
+            if template_text:
+                meta["chat_template"] = template_text
         try:
             config = og.Config(str(path))
             threads = thread_count()
